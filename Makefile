@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both create the environment first if it is missing (scripts/install-env.sh, the one
+# install path shared with CI and the Dockerfile).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Fast unit tests only: `make test PYTEST_ARGS="-m 'not slow'"`.
+PYTEST_ARGS ?=
+LINT_PATHS := setup.py components pipelines tests $(wildcard benchmarks)
+
+.PHONY: demo test env lint format lock clean
+
+env:
+	@bash scripts/install-env.sh
+
+demo: env
+	$(VENV)/bin/inference-optimizer run
+
+test: env
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: env
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+format: env
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+
+# Re-resolve the pinned set from setup.py's ranges (needs uv; about a minute).
+lock: env
+	$(VENV)/bin/uv pip compile setup.py --extra dev --python-version 3.10 \
+		--python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarker: latency, throughput, accuracy and faithfulness of every variant."""

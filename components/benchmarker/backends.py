@@ -1,0 +1,243 @@
+"""Benchmark backends: one per model format, found by the artifact's `format` property.
+
+The interface is LoadGen's system-under-test, cut down: `load` a variant, `prepare` a
+batch (conversion to the runtime's tensors happens here, outside the timed region),
+`run` one prepared batch, and `describe` what ran. Adding a format means one class
+with `@register_backend("name")`; registering a name twice is an error, so no
+if/elif chain grows and no two backends fight over a format.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from components.common.signature import GraphSignature, TensorDescription
+
+FORMAT_SAVED_MODEL = "saved_model"
+FORMAT_GRAPHDEF = "graphdef"
+FORMAT_TFLITE = "tflite"
+FORMAT_XLA_JIT = "xla_jit_saved_model"
+FORMAT_XLA_AOT = "xla_aot"
+FORMAT_NULL = "null"
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadSettings:
+    """Thread counts every backend honours; recorded with each result."""
+
+    intra_op: int = 2
+    inter_op: int = 1
+    tflite: int = 2
+
+
+class LoadedVariant(abc.ABC):
+    """A model ready to run, for one variant."""
+
+    #: The only batch size the variant accepts, or None when any batch works.
+    fixed_batch_size: int | None = None
+    #: Where it runs, e.g. "CPU:0" or "GPU:0".
+    device: str = "CPU:0"
+
+    @abc.abstractmethod
+    def prepare(self, inputs: Sequence[np.ndarray]) -> Any:
+        """Converts numpy inputs (signature order) to what `run` takes; not timed."""
+
+    @abc.abstractmethod
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        """Runs one batch and returns numpy outputs in signature order; timed."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": self.device, "fixed_batch_size": self.fixed_batch_size}
+
+    def supports_batch(self, batch_size: int) -> bool:
+        return self.fixed_batch_size is None or self.fixed_batch_size == batch_size
+
+
+class Backend(abc.ABC):
+    """Loads variants of one format."""
+
+    format: str = ""
+
+    @abc.abstractmethod
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        """Loads the variant stored at `uri` (an artifact URI)."""
+
+    def signature(self, uri: str) -> GraphSignature:
+        """The variant's inputs/outputs; most formats keep `signature.json` beside the model."""
+        return GraphSignature.load(uri)
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(model_format: str) -> Callable[[type[Backend]], type[Backend]]:
+    """Class decorator adding a backend for `model_format` to the registry."""
+
+    def decorate(cls: type[Backend]) -> type[Backend]:
+        if model_format in _BACKENDS:
+            raise ValueError(
+                f"backend for format {model_format!r} registered twice: "
+                f"{type(_BACKENDS[model_format]).__name__} and {cls.__name__}"
+            )
+        cls.format = model_format
+        _BACKENDS[model_format] = cls()
+        return cls
+
+    return decorate
+
+
+def backend_for(model_format: str) -> Backend:
+    """The backend registered for a format; raises naming the known formats."""
+    try:
+        return _BACKENDS[model_format]
+    except KeyError:
+        raise ValueError(
+            f"no benchmark backend for format {model_format!r}; known: {sorted(_BACKENDS)}"
+        ) from None
+
+
+def known_formats() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def _tf_device(device: str) -> str:
+    return f"/device:{device}"
+
+
+class _TensorFlowFunctionVariant(LoadedVariant):
+    """Any TF concrete function called in graph mode, positional inputs."""
+
+    def __init__(self, function: Callable[..., Any], device: str, keyword_names: list[str] | None):
+        self._function = function
+        self._keyword_names = keyword_names
+        self.device = device
+
+    def prepare(self, inputs: Sequence[np.ndarray]) -> Any:
+        import tensorflow as tf
+
+        with tf.device(_tf_device(self.device)):
+            return [tf.identity(tf.constant(x)) for x in inputs]
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        import tensorflow as tf
+
+        with tf.device(_tf_device(self.device)):
+            if self._keyword_names is None:
+                outputs = self._function(*prepared)
+            else:
+                outputs = self._function(**dict(zip(self._keyword_names, prepared, strict=True)))
+        if isinstance(outputs, dict):
+            outputs = [outputs[name] for name in sorted(outputs)]
+        return [o.numpy() for o in outputs]
+
+
+@register_backend(FORMAT_SAVED_MODEL)
+class SavedModelBackend(Backend):
+    """A SavedModel (or TFX `Model`) called through its serving concrete function, graph mode.
+
+    Not eager and not `model.predict`: this is how TF Serving runs it.
+    """
+
+    #: Where the SavedModel sits inside the artifact ("" = the artifact root).
+    subdirectory = ""
+
+    def _saved_model_dir(self, uri: str) -> str:
+        import os
+
+        from components.freezer.freezing import resolve_saved_model_dir
+
+        path = os.path.join(uri, self.subdirectory) if self.subdirectory else uri
+        return resolve_saved_model_dir(path)
+
+    def signature(self, uri: str) -> GraphSignature:
+        from components.freezer.freezing import load_serving_function
+
+        function = load_serving_function(self._saved_model_dir(uri))
+        return signature_of_function(function)
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        from components.freezer.freezing import load_serving_function
+
+        function = load_serving_function(self._saved_model_dir(uri))
+        names = [t.name for t in signature_of_function(function).inputs]
+        return _TensorFlowFunctionVariant(function, device, keyword_names=names)
+
+
+@register_backend(FORMAT_XLA_JIT)
+class XlaJitSavedModelBackend(SavedModelBackend):
+    """The XlaCompiler's JIT variant: a SavedModel whose function has `jit_compile=True`.
+
+    XLA compiles on the first call, which the harness times separately (`first_call_s`).
+    """
+
+    subdirectory = "saved_model"
+
+    def signature(self, uri: str) -> GraphSignature:
+        return GraphSignature.load(uri)
+
+
+@register_backend(FORMAT_GRAPHDEF)
+class GraphDefBackend(Backend):
+    """A frozen or optimized GraphDef (`graph.pb`), imported and pruned to feeds/fetches."""
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        import tensorflow as tf
+
+        from components.common.graph_io import graph_def_function, load_graph_def
+
+        with tf.device(_tf_device(device)):
+            function = graph_def_function(load_graph_def(uri), GraphSignature.load(uri))
+        return _TensorFlowFunctionVariant(function, device, keyword_names=None)
+
+
+class _NullVariant(LoadedVariant):
+    """Returns zeros of the output shape without work: the harness's own overhead."""
+
+    def __init__(self, outputs: tuple[TensorDescription, ...]):
+        self._outputs = outputs
+
+    def prepare(self, inputs: Sequence[np.ndarray]) -> Any:
+        batch = inputs[0].shape[0]
+        return [
+            np.zeros((batch, *[d or 1 for d in t.shape[1:]]), dtype=t.dtype) for t in self._outputs
+        ]
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        return prepared
+
+
+@register_backend(FORMAT_NULL)
+class NullBackend(Backend):
+    """Does no work. Its latency is the harness overhead, reported beside real variants."""
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        return _NullVariant(GraphSignature.load(uri).outputs)
+
+
+def signature_of_function(function: Any) -> GraphSignature:
+    """A GraphSignature for a signature concrete function (tensor names are its own)."""
+    import tensorflow as tf
+
+    input_specs = tf.nest.flatten(function.structured_input_signature)
+    output_names = sorted(function.structured_outputs)
+    return GraphSignature(
+        signature_key="serving_default",
+        inputs=tuple(
+            TensorDescription(s.name, f"{s.name}:0", s.dtype.name, tuple(s.shape.as_list()))
+            for s in input_specs
+        ),
+        outputs=tuple(
+            TensorDescription(
+                name,
+                f"{name}:0",
+                function.structured_outputs[name].dtype.name,
+                tuple(function.structured_outputs[name].shape.as_list()),
+            )
+            for name in output_names
+        ),
+    )

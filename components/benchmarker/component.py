@@ -1,0 +1,111 @@
+"""Benchmarker component: every variant side by side, and the best one blessed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import channel, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.artifacts import (
+    BenchmarkReport,
+    FrozenGraph,
+    OptimizedGraph,
+    QuantizedModel,
+    VariantBlessing,
+    XlaCompiledModel,
+)
+from components.benchmarker import executor
+from components.version import __version__
+
+# One optional input key per variant kind: on Kubeflow an output key carries one
+# artifact, so each producer instance feeds its own key here.
+VARIANT_INPUT_TYPES = {
+    "frozen_graph": FrozenGraph,
+    "optimized_graph": OptimizedGraph,
+    "quantized_float16": QuantizedModel,
+    "quantized_dynamic_range": QuantizedModel,
+    "quantized_int8": QuantizedModel,
+    "quantized_weights_int8_graph": QuantizedModel,
+    "quantized_onednn_int8": QuantizedModel,
+    "xla_jit": XlaCompiledModel,
+    "xla_aot": XlaCompiledModel,
+}
+OBJECTIVES = ("p50", "throughput")
+
+
+class BenchmarkerSpec(ComponentSpec):
+    """Benchmarker's inputs, outputs and parameters."""
+
+    PARAMETERS = {
+        "benchmark_settings": ExecutionParameter(type=str),  # JSON of BenchmarkSettings.
+        "objective": ExecutionParameter(type=str),
+        "max_accuracy_drop": ExecutionParameter(type=float),
+        "max_p99_ms": ExecutionParameter(type=float),
+        "package_version": ExecutionParameter(type=str),
+    }
+    INPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        **{
+            key: ChannelParameter(type=artifact_type, optional=True)
+            for key, artifact_type in VARIANT_INPUT_TYPES.items()
+        },
+    }
+    OUTPUTS = {
+        "report": ChannelParameter(type=BenchmarkReport),
+        "blessing": ChannelParameter(type=VariantBlessing),
+    }
+
+
+class Benchmarker(base_component.BaseComponent):
+    """Measures the baseline model and every variant, and blesses the best one.
+
+    benchmarker = Benchmarker(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        variants={"frozen_graph": freezer.outputs["frozen_graph"]},
+    )
+    """
+
+    SPEC_CLASS = BenchmarkerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        model: channel.BaseChannel,
+        examples: channel.BaseChannel,
+        variants: dict[str, channel.BaseChannel],
+        benchmark_settings: dict[str, Any] | None = None,
+        objective: str = "p50",
+        max_accuracy_drop: float = 0.01,
+        max_p99_ms: float = 0.0,
+    ) -> None:
+        unknown = sorted(set(variants) - set(VARIANT_INPUT_TYPES))
+        if unknown:
+            raise ValueError(
+                f"unknown variant inputs {unknown}; known: {sorted(VARIANT_INPUT_TYPES)}"
+            )
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if not 0 <= max_accuracy_drop <= 1:
+            raise ValueError(
+                f"max_accuracy_drop is a fraction (0.01 = 1 point), got {max_accuracy_drop}"
+            )
+        settings_json = json.dumps(benchmark_settings or {}, sort_keys=True)
+        executor.parse_settings(settings_json)  # Refuse unknown keys at pipeline-build time.
+        spec = BenchmarkerSpec(
+            model=model,
+            examples=examples,
+            benchmark_settings=settings_json,
+            objective=objective,
+            max_accuracy_drop=float(max_accuracy_drop),
+            max_p99_ms=float(max_p99_ms),
+            package_version=__version__,
+            report=channel.Channel(type=BenchmarkReport),
+            blessing=channel.Channel(type=VariantBlessing),
+            **variants,
+        )
+        super().__init__(spec=spec)

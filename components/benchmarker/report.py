@@ -1,0 +1,992 @@
+"""The benchmark report: report.json (versioned schema), report.md, report.html, a CLI table.
+
+    >>> report = build_report(variants, selection, fingerprint, settings, started_at)
+    >>> print(render_text_table(report))
+    >>> write_report(report, "/runs/benchmark/42")  # report.json, report.md, report.html
+
+The schema of report.json is documented field by field in `report_schema.md` beside
+this module. The renderers read only that dict, so a report.json written yesterday
+renders the same today. The HTML page is self-contained: inline CSS and inline SVG
+charts, no scripts, no external assets.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from components.benchmarker.fingerprint import HardwareFingerprint
+from components.benchmarker.selection import Selection, VariantResult
+from components.common.errors import UserInputError
+
+REPORT_SCHEMA_VERSION = "1.0"
+# The null backend's row measures the harness itself; it is no candidate and has no speedup.
+NULL_FORMAT = "null"
+# The harness's own cost must stay below this fraction of the fastest real p50.
+MAX_HARNESS_OVERHEAD_FRACTION = 0.02
+REPORT_JSON = "report.json"
+REPORT_MARKDOWN = "report.md"
+REPORT_HTML = "report.html"
+
+# Matplotlib's tab10: distinct, colour-blind-tolerant, and prints well.
+_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+
+
+def build_report(
+    variants: Sequence[VariantResult],
+    selection: Selection,
+    fingerprint: HardwareFingerprint,
+    settings: Mapping[str, Any],
+    started_at: datetime.datetime | str,
+    finished_at: datetime.datetime | str | None = None,
+    warnings: Iterable[str] = (),
+    inputs: Mapping[str, Any] | None = None,
+    tool_version: str | None = None,
+    include_samples: bool = True,
+) -> dict[str, Any]:
+    """Assembles the report.json content (schema: report_schema.md).
+
+    Adds derived fields (speedup against the baseline, the accuracy/latency Pareto front)
+    and warnings for every unsettled measurement to the given `warnings`. `inputs` holds
+    what was benchmarked (model/examples URIs, eval example count); `settings` every
+    knob of the run. Both must be JSON-serializable.
+    """
+    names = [variant.name for variant in variants]
+    if selection.baseline_name not in names:
+        raise ValueError(f"Baseline {selection.baseline_name!r} is not among the variants.")
+    baseline = variants[names.index(selection.baseline_name)]
+    baseline_p50 = baseline.summary.p50_ms if baseline.ok and baseline.summary else None
+
+    rows = []
+    for variant in variants:
+        row = variant.to_json(include_samples=include_samples)
+        p50 = variant.summary.p50_ms if variant.ok and variant.summary else None
+        row["speedup_vs_baseline_p50"] = (
+            baseline_p50 / p50
+            if baseline_p50 is not None and p50 and variant.format != NULL_FORMAT
+            else None
+        )
+        rows.append(row)
+    overhead_warnings = _harness_overhead_warnings(variants)
+
+    accuracy_metric = "top1" if baseline.top1 is not None else "top1_agreement"
+    started = _iso(started_at)
+    finished = _iso(finished_at) if finished_at is not None else None
+    report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "tool_version": tool_version,
+        "started_at": started,
+        "finished_at": finished,
+        "duration_s": _duration_s(started, finished),
+        "inputs": dict(inputs or {}),
+        "settings": dict(settings),
+        "fingerprint": fingerprint.to_json(),
+        "baseline_name": selection.baseline_name,
+        "batch_sizes": sorted({b for v in variants for b in v.throughput_images_per_s}),
+        "pareto_accuracy_metric": accuracy_metric,
+        "pareto_front": pareto_front(variants, accuracy_metric),
+        "selection": selection.to_json(),
+        "variants": rows,
+        "harness_overhead_p50_ms": _harness_overhead_p50(variants),
+        "warnings": _dedupe([*warnings, *_measurement_warnings(variants), *overhead_warnings]),
+    }
+    return _json_safe(report)
+
+
+def pareto_front(variants: Sequence[VariantResult], accuracy_metric: str = "top1") -> list[str]:
+    """Names of the ok variants no other beats on both p50 (lower) and accuracy (higher).
+
+    Sorted by p50. Variants missing either number are left out.
+    """
+    points = []
+    for variant in variants:
+        accuracy = getattr(variant, accuracy_metric)
+        if variant.ok and variant.summary is not None and accuracy is not None:
+            points.append((variant.summary.p50_ms, -float(accuracy), variant.name))
+    front = []
+    for latency, negative_accuracy, name in points:
+        dominated = any(
+            other_latency <= latency
+            and other_negative <= negative_accuracy
+            and (other_latency < latency or other_negative < negative_accuracy)
+            for other_latency, other_negative, _ in points
+        )
+        if not dominated:
+            front.append((latency, negative_accuracy, name))
+    return [name for _, _, name in sorted(front)]
+
+
+def report_custom_properties(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The BenchmarkReport artifact's custom properties (see components/artifacts.py)."""
+    selection = report["selection"]
+    properties: dict[str, Any] = {
+        "schema_version": report["schema_version"],
+        "winner": selection.get("winner") or "",
+        "blessed": int(bool(selection.get("blessed"))),
+        "selection_state": selection.get("state", ""),
+    }
+    for row in report["variants"]:
+        p50 = _p50(row)
+        if row["name"] == report["baseline_name"] and p50 is not None:
+            properties["baseline_p50_ms"] = p50
+        if p50 is not None:
+            properties[f"{row['name']}.p50_ms"] = p50
+        if row.get("top1") is not None:
+            properties[f"{row['name']}.top1"] = row["top1"]
+        if row.get("speedup_vs_baseline_p50") is not None:
+            properties[f"{row['name']}.speedup_p50"] = row["speedup_vs_baseline_p50"]
+    return properties
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_report(report: Mapping[str, Any], directory: str) -> dict[str, str]:
+    """Writes report.json, report.md and report.html into `directory`; returns their paths.
+
+    Remote URIs (gs://, s3://, ...) go through tf.io.gfile, imported only then.
+    """
+    contents = {
+        REPORT_JSON: json.dumps(report, indent=2, allow_nan=False) + "\n",
+        REPORT_MARKDOWN: render_markdown(report),
+        REPORT_HTML: render_html(report),
+    }
+    paths = {}
+    if "://" in directory:
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(directory)
+        for filename, text in contents.items():
+            path = os.path.join(directory, filename)
+            with tf.io.gfile.GFile(path, "w") as f:
+                f.write(text)
+            paths[filename] = path
+        return paths
+    os.makedirs(directory, exist_ok=True)
+    for filename, text in contents.items():
+        path = os.path.join(directory, filename)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        paths[filename] = path
+    return paths
+
+
+def read_report(path: str) -> dict[str, Any]:
+    """Reads a report.json (or the one inside a directory); refuses unknown major versions."""
+    if "://" in path:
+        import tensorflow as tf
+
+        if tf.io.gfile.isdir(path):
+            path = os.path.join(path, REPORT_JSON)
+        with tf.io.gfile.GFile(path, "r") as f:
+            text = f.read()
+    else:
+        if os.path.isdir(path):
+            path = os.path.join(path, REPORT_JSON)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as error:
+            raise UserInputError(
+                f"Cannot read the benchmark report {path!r}: {error.strerror}. Pass a "
+                f"report.json or the directory holding it."
+            ) from error
+    report = json.loads(text)
+    version = str(report.get("schema_version", ""))
+    if version.split(".")[0] != REPORT_SCHEMA_VERSION.split(".")[0]:
+        raise UserInputError(
+            f"{path!r} has report schema version {version or 'none'}; this tool reads "
+            f"{REPORT_SCHEMA_VERSION.split('.')[0]}.x. Re-run the benchmark with this version."
+        )
+    return report
+
+
+# ------------------------------------------------------------------------- text table
+
+
+def render_text_table(report: Mapping[str, Any]) -> str:
+    """A fixed-width results table for a terminal, winner marked with `*`, then the verdict."""
+    batch_sizes = list(report.get("batch_sizes") or [])
+    headers = ["", "variant", "format", "status", "p50 ms", "p90 ms", "p99 ms", "stable"]
+    headers += ["speedup"] + [f"img/s@{b}" for b in batch_sizes]
+    headers += ["top-1", "agree", "max|diff|", "size"]
+    winner = report["selection"].get("winner")
+    rows = []
+    for row in report["variants"]:
+        summary = _summary(row)
+        cells = [
+            "*" if row["name"] == winner else "",
+            row["name"],
+            row.get("format") or "",
+            row["status"],
+            _fmt(summary and summary["p50_ms"]),
+            _fmt(summary and summary["p90_ms"]),
+            _fmt(summary and summary["p99_ms"]),
+            _stable_text(row),
+            _fmt_ratio(row.get("speedup_vs_baseline_p50")),
+        ]
+        throughput = row.get("throughput_images_per_s") or {}
+        cells += [_fmt(throughput.get(str(b))) for b in batch_sizes]
+        cells += [
+            _fmt_fraction(row.get("top1")),
+            _fmt_fraction(row.get("top1_agreement")),
+            _fmt_sci(row.get("max_abs_diff")),
+            _fmt_bytes(row.get("size_bytes")),
+        ]
+        rows.append(cells)
+    left_aligned = {1, 2, 3, 7}
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            str(c).ljust(w) if i in left_aligned or i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(cells) for cells in rows]
+    out.append("")
+    for row in report["variants"]:
+        if row["status"] != "ok":
+            out.append(f"{row['name']} failed: {row.get('failure_reason') or 'no reason given'}")
+    out.append(f"baseline: {report['baseline_name']}; speedup = baseline p50 / variant p50")
+    out.append(_verdict_line(report))
+    for warning in report.get("warnings") or ():
+        out.append(f"warning: {warning}")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: verdict, results table, per-variant verdicts, machine."""
+    selection = report["selection"]
+    out = [
+        "# Inference benchmark report",
+        "",
+        f"Schema {report['schema_version']} · started {report.get('started_at')} · "
+        f"baseline `{report['baseline_name']}` · objective {selection.get('objective')}",
+        "",
+        "## Selection",
+        "",
+        f"**{_verdict_line(report)}**",
+        "",
+        _md_escape(selection.get("reason") or ""),
+        "",
+        "## Results",
+        "",
+    ]
+    headers, rows = _results_table(report)
+    out.append("| " + " | ".join(headers) + " |")
+    out.append("|" + "|".join("---" for _ in headers) + "|")
+    out += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    out += [
+        "",
+        "Latencies are per call at the latency batch size; speedup is the baseline's p50 "
+        "over the variant's; throughput is images/s at each batch size.",
+        "",
+        "## Verdicts",
+        "",
+    ]
+    for verdict in selection.get("verdicts") or ():
+        state = "eligible" if verdict["eligible"] else "excluded: " + "; ".join(verdict["reasons"])
+        out.append(f"- `{verdict['name']}`: {_md_escape(state)}")
+    warnings = report.get("warnings") or []
+    if warnings:
+        out += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in warnings]
+    out += ["", "## Machine", "", "| Field | Value |", "|---|---|"]
+    out += [f"| {k} | {_md_escape(v)} |" for k, v in _fingerprint_rows(report)]
+    out += ["", "## Settings", "", "```json", json.dumps(report.get("settings"), indent=2)]
+    out += ["```", ""]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------- html
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """A self-contained HTML page: table, distributions, throughput, Pareto, machine."""
+    selection = report["selection"]
+    colors = {row["name"]: _PALETTE[i % len(_PALETTE)] for i, row in enumerate(report["variants"])}
+    headers, rows = _results_table(report)
+    winner = selection.get("winner")
+    table = ['<table id="results"><thead><tr>']
+    table += [f"<th>{html.escape(h)}</th>" for h in headers]
+    table.append("</tr></thead><tbody>")
+    for row, cells in zip(report["variants"], rows, strict=True):
+        classes = [row["status"]] + (["winner"] if row["name"] == winner else [])
+        table.append(f'<tr class="{" ".join(classes)}" data-variant="{html.escape(row["name"])}">')
+        table += [f"<td>{html.escape(c)}</td>" for c in cells]
+        table.append("</tr>")
+    table.append("</tbody></table>")
+
+    distributions = [
+        _distribution_svg(row, colors[row["name"]])
+        for row in report["variants"]
+        if row["status"] == "ok" and _summary(row)
+    ]
+    verdict_items = []
+    for verdict in selection.get("verdicts") or ():
+        text = "eligible" if verdict["eligible"] else "excluded: " + "; ".join(verdict["reasons"])
+        verdict_items.append(
+            f"<li><code>{html.escape(verdict['name'])}</code>: {html.escape(text)}</li>"
+        )
+    warnings = report.get("warnings") or []
+    warning_items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings) or "<li>none</li>"
+    fingerprint_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in _fingerprint_rows(report)
+    )
+    state_class = "blessed" if selection.get("blessed") else "not-blessed"
+    title = f"Inference benchmark: {report['baseline_name']} and variants"
+    body = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<h1>Inference benchmark report</h1>
+<p class="meta">Schema {html.escape(str(report["schema_version"]))} · started
+{html.escape(str(report.get("started_at")))} · baseline
+<code>{html.escape(report["baseline_name"])}</code> · objective
+{html.escape(str(selection.get("objective")))}</p>
+<section id="selection" class="{state_class}">
+<h2>Selection</h2>
+<p class="verdict">{html.escape(_verdict_line(report))}</p>
+<p class="reason">{html.escape(selection.get("reason") or "")}</p>
+<ul class="verdicts">{"".join(verdict_items)}</ul>
+</section>
+<section id="results-section">
+<h2>Results</h2>
+{"".join(table)}
+<p class="note">Latencies are per call at the latency batch size (ms); speedup is the
+baseline's p50 over the variant's (&gt;1 is faster); throughput is images/s; accuracies and
+agreement are fractions of the eval examples; max |diff| is against the baseline's outputs.
+</p>
+</section>
+<section id="warnings">
+<h2>Warnings</h2>
+<ul>{warning_items}</ul>
+</section>
+<section id="distributions">
+<h2>Latency distributions</h2>
+<p class="note">Histogram of the timed calls behind each summary; lines mark p50 (solid),
+p90 (dashed) and p99 (dotted). Each chart has its own axis.</p>
+<div class="grid">{"".join(distributions) or "<p>No latency measured.</p>"}</div>
+</section>
+<section id="throughput">
+<h2>Throughput against batch size</h2>
+{_throughput_svg(report, colors)}
+</section>
+<section id="pareto">
+<h2>Accuracy against latency</h2>
+{_pareto_svg(report, colors)}
+</section>
+<section id="machine">
+<h2>Machine</h2>
+<table id="fingerprint">{fingerprint_rows}</table>
+</section>
+<section id="settings">
+<h2>Settings</h2>
+<pre>{html.escape(json.dumps(report.get("settings"), indent=2))}</pre>
+</section>
+</body>
+</html>
+"""
+    return body
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;
+max-width:1400px}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}
+td:nth-child(-n+4),#fingerprint td,#fingerprint th{text-align:left}
+tr.failed td{color:#999}
+tr.winner td{background:#fff6d5;font-weight:600}
+#selection.blessed{border-left:6px solid #2ca02c;padding-left:1em}
+#selection.not-blessed{border-left:6px solid #d62728;padding-left:1em}
+.verdict{font-weight:700;font-size:1.1em}
+.note,.meta{color:#555;font-size:13px}
+.grid{display:flex;flex-wrap:wrap;gap:12px}
+svg text{font-family:inherit}
+pre{background:#f6f6f6;padding:1em;overflow:auto}
+"""
+
+
+def _verdict_line(report: Mapping[str, Any]) -> str:
+    selection = report["selection"]
+    if selection.get("blessed"):
+        suffix = " (the baseline)" if selection.get("winner_is_baseline") else ""
+        return f"Blessed: {selection['winner']}{suffix}"
+    return f"Not blessed ({selection.get('state')})"
+
+
+def _results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells shared by the Markdown and HTML tables."""
+    batch_sizes = list(report.get("batch_sizes") or [])
+    headers = ["Variant", "Format", "Status", "p50 ms", "p90 ms", "p99 ms", "Stable?"]
+    headers += [f"img/s @{b}" for b in batch_sizes]
+    headers += ["Top-1", "Top-5", "Agreement", "Max abs diff", "Size", "Peak RSS"]
+    headers += ["Load s", "First call s", "Speedup vs baseline p50"]
+    rows = []
+    for row in report["variants"]:
+        summary = _summary(row)
+        status = row["status"]
+        if status != "ok":
+            status = f"{status}: {row.get('failure_reason') or 'no reason given'}"
+        name = row["name"] + (" (baseline)" if row["name"] == report["baseline_name"] else "")
+        cells = [
+            name,
+            row.get("format") or "",
+            status,
+            _fmt(summary and summary["p50_ms"]),
+            _fmt(summary and summary["p90_ms"]),
+            _fmt(summary and summary["p99_ms"]),
+            _stable_text(row),
+        ]
+        throughput = row.get("throughput_images_per_s") or {}
+        stable = row.get("throughput_stable") or {}
+        for batch in batch_sizes:
+            text = _fmt(throughput.get(str(batch)))
+            cells.append(text + (" (unstable)" if stable.get(str(batch)) is False else ""))
+        cells += [
+            _fmt_fraction(row.get("top1")),
+            _fmt_fraction(row.get("top5")),
+            _fmt_fraction(row.get("top1_agreement")),
+            _fmt_sci(row.get("max_abs_diff")),
+            _fmt_bytes(row.get("size_bytes")),
+            _fmt_bytes(row.get("peak_rss_bytes")),
+            _fmt(row.get("load_s")),
+            _fmt(row.get("first_call_s")),
+            _fmt_ratio(row.get("speedup_vs_baseline_p50")),
+        ]
+        rows.append(cells)
+    return headers, rows
+
+
+def _fingerprint_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in (report.get("fingerprint") or {}).items():
+        if isinstance(value, list):
+            text = " ".join(str(v) for v in value) or "none"
+        else:
+            text = "n/a" if value is None else str(value)
+        rows.append((key, text))
+    return rows
+
+
+# ------------------------------------------------------------------------------- svg
+
+
+def _distribution_svg(row: Mapping[str, Any], color: str) -> str:
+    """A histogram of one variant's samples with p50/p90/p99 lines (summary-only: markers)."""
+    summary = _summary(row)
+    assert summary is not None
+    samples = np.asarray((row.get("latency") or {}).get("samples_ms") or [], dtype=np.float64)
+    width, height = 380, 180
+    left, right, top, bottom = 40, 12, 36, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    low = float(samples.min()) if samples.size else summary["min_ms"]
+    # Clip the long tail so one stall does not squash the histogram into one bar.
+    high = float(np.percentile(samples, 99.5)) if samples.size else summary["max_ms"]
+    high = max(high, summary["p99_ms"], low + 1e-9)
+    span = high - low
+    low, high = low - 0.02 * span, high + 0.02 * span
+
+    def x_of(value: float) -> float:
+        return left + (min(max(value, low), high) - low) / (high - low) * plot_w
+
+    name = row["name"]
+    parts = [
+        f'<svg class="latency-distribution" data-variant="{html.escape(name)}" '
+        f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img">',
+        f"<title>Latency distribution of {html.escape(name)}</title>",
+        f'<text x="4" y="14" font-size="13" font-weight="600">{html.escape(name)}</text>',
+    ]
+    clipped = 0
+    if samples.size:
+        bins = int(min(40, max(8, math.sqrt(samples.size))))
+        clipped = int(np.sum(samples > high))
+        counts, edges = np.histogram(np.clip(samples, low, high), bins=bins, range=(low, high))
+        peak = max(int(counts.max()), 1)
+        for count, start, end in zip(counts, edges[:-1], edges[1:], strict=True):
+            if count == 0:
+                continue
+            bar_h = count / peak * plot_h
+            parts.append(
+                f'<rect x="{x_of(start):.1f}" y="{top + plot_h - bar_h:.1f}" '
+                f'width="{max(x_of(end) - x_of(start) - 1, 1):.1f}" height="{bar_h:.1f}" '
+                f'fill="{color}" fill-opacity="0.55"><title>{int(count)} calls in '
+                f"{start:.4g}-{end:.4g} ms</title></rect>"
+            )
+        parts.append(
+            f'<text x="{left - 4}" y="{top + 8}" font-size="10" text-anchor="end">{peak}</text>'
+        )
+    previous_label_x, previous_label_y = -math.inf, top - 3
+    for key, dash in (("p50_ms", ""), ("p90_ms", "5,3"), ("p99_ms", "2,2")):
+        x = x_of(summary[key])
+        parts.append(
+            f'<line class="{key[:3]}" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
+            f'stroke="#222" stroke-width="1.3" stroke-dasharray="{dash}"/>'
+        )
+        # Close percentiles would print their labels on top of each other: stagger them.
+        label_y = top - 3
+        if x - previous_label_x < 24 and previous_label_y == top - 3:
+            label_y = top - 13
+        previous_label_x, previous_label_y = x, label_y
+        parts.append(
+            f'<text x="{x:.1f}" y="{label_y}" font-size="10" text-anchor="middle">{key[:3]}</text>'
+        )
+    axis_y = top + plot_h
+    parts.append(
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{axis_y}" y2="{axis_y}" stroke="#444"/>'
+    )
+    for tick in _nice_ticks(low, high, 5):
+        x = x_of(tick)
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{axis_y}" y2="{axis_y + 4}" stroke="#444"/>'
+            f'<text x="{x:.1f}" y="{axis_y + 15}" font-size="10" text-anchor="middle">'
+            f"{_fmt_tick(tick)}</text>"
+        )
+    caption = f"ms per call, n={summary['count']}"
+    if samples.size and samples.size != summary["count"]:
+        caption = (
+            f"ms per call: all {samples.size} timed calls; p50/p90/p99 over the last "
+            f"{summary['count']}"
+        )
+    if clipped:
+        caption += f", {clipped} slowest shown in the last bin"
+    if not samples.size:
+        caption += " (summary only)"
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" font-size="10" '
+        f'text-anchor="middle">{html.escape(caption)}</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _throughput_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str:
+    """Images/s against batch size, one line per ok variant (log2 x axis).
+
+    The y axis turns logarithmic when the fastest and slowest points are more than 30x
+    apart, so a slow baseline does not flatten onto the x axis.
+    """
+    batch_sizes = [int(b) for b in report.get("batch_sizes") or []]
+    series = []
+    for row in report["variants"]:
+        throughput = row.get("throughput_images_per_s") or {}
+        points = [(b, throughput[str(b)]) for b in batch_sizes if throughput.get(str(b))]
+        if row["status"] == "ok" and points:
+            series.append((row["name"], points))
+    if not series:
+        return '<p id="throughput-chart">No throughput measured.</p>'
+    width, height = 660, 320
+    left, right, top, bottom = 76, 170, 16, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    log_min, log_max = math.log2(min(batch_sizes)), math.log2(max(batch_sizes))
+    values = [v for _, points in series for _, v in points]
+    use_log = min(values) > 0 and max(values) / min(values) > 30
+    if use_log:
+        y_lo = math.floor(math.log10(min(values)))
+        y_hi = math.ceil(math.log10(max(values)))
+        ticks = [float(10**e) for e in range(y_lo, y_hi + 1)]
+    else:
+        y_lo, y_hi = 0.0, max(values) * 1.1
+        ticks = _nice_ticks(0.0, y_hi, 5)
+        y_hi = max(y_hi, ticks[-1])
+
+    def x_of(batch: int) -> float:
+        if log_max == log_min:
+            return left + plot_w / 2
+        return left + (math.log2(batch) - log_min) / (log_max - log_min) * plot_w
+
+    def y_of(value: float) -> float:
+        position = math.log10(value) if use_log else value
+        return top + plot_h - (position - y_lo) / (y_hi - y_lo) * plot_h
+
+    y_label = "images/s (log scale)" if use_log else "images/s"
+    parts = [
+        f'<svg id="throughput-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        "<title>Throughput (images/s) against batch size</title>",
+    ]
+    parts += _axes(left, top, plot_w, plot_h)
+    for tick in ticks:
+        y = y_of(tick)
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text x="{left - 5}" y="{y + 3:.1f}" font-size="10" text-anchor="end">'
+            f"{_fmt_tick(tick)}</text>"
+        )
+    for batch in batch_sizes:
+        x = x_of(batch)
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + plot_h + 15}" font-size="10" '
+            f'text-anchor="middle">{batch}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" '
+        f'text-anchor="middle">batch size</text>'
+        f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{y_label}</text>'
+    )
+    for index, (name, points) in enumerate(series):
+        color = colors[name]
+        coordinates = " ".join(f"{x_of(b):.1f},{y_of(v):.1f}" for b, v in points)
+        parts.append(
+            f'<polyline class="throughput-line" data-variant="{html.escape(name)}" '
+            f'points="{coordinates}" fill="none" stroke="{color}" stroke-width="2"/>'
+        )
+        for batch, value in points:
+            parts.append(
+                f'<circle cx="{x_of(batch):.1f}" cy="{y_of(value):.1f}" r="3" fill="{color}">'
+                f"<title>{html.escape(name)}: {_fmt(value)} images/s at batch {batch}</title>"
+                "</circle>"
+            )
+        legend_y = top + 10 + index * 16
+        parts.append(
+            f'<rect x="{left + plot_w + 12}" y="{legend_y - 8}" width="10" height="10" '
+            f'fill="{color}"/><text x="{left + plot_w + 26}" y="{legend_y + 1}" '
+            f'font-size="11">{html.escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _pareto_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str:
+    """Accuracy against p50 latency per ok variant; the Pareto front drawn, the winner ringed."""
+    metric = report.get("pareto_accuracy_metric") or "top1"
+    points = []
+    for row in report["variants"]:
+        summary = _summary(row)
+        if row["status"] == "ok" and summary and row.get(metric) is not None:
+            points.append((row["name"], summary["p50_ms"], float(row[metric])))
+    if not points:
+        return '<p id="pareto-plot">No variant has both a latency and an accuracy.</p>'
+    winner = report["selection"].get("winner")
+    front = set(report.get("pareto_front") or ())
+    eligible = {v["name"] for v in report["selection"].get("verdicts") or () if v["eligible"]}
+    width, height = 640, 340
+    left, right, top, bottom = 60, 170, 20, 42
+    plot_w, plot_h = width - left - right, height - top - bottom
+    latencies = [p for _, p, _ in points]
+    lat_lo, lat_hi = min(latencies), max(latencies)
+    use_log = lat_lo > 0 and lat_hi / lat_lo > 20
+    if use_log:
+        x_lo, x_hi = math.log10(lat_lo) - 0.1, math.log10(lat_hi) + 0.1
+    else:
+        pad = (lat_hi - lat_lo) * 0.08 or lat_hi * 0.1 or 1.0
+        x_lo, x_hi = max(0.0, lat_lo - pad), lat_hi + pad
+    accuracies = [a for _, _, a in points]
+    acc_pad = max((max(accuracies) - min(accuracies)) * 0.1, 0.005)
+    y_lo, y_hi = max(0.0, min(accuracies) - acc_pad), min(1.0, max(accuracies) + acc_pad)
+    if y_hi <= y_lo:
+        y_lo, y_hi = y_hi - 0.01, y_hi
+
+    def x_of(latency: float) -> float:
+        value = math.log10(latency) if use_log else latency
+        return left + (value - x_lo) / (x_hi - x_lo) * plot_w
+
+    def y_of(accuracy: float) -> float:
+        return top + plot_h - (accuracy - y_lo) / (y_hi - y_lo) * plot_h
+
+    parts = [
+        f'<svg id="pareto-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{html.escape(metric)} against p50 latency, Pareto front and winner</title>",
+    ]
+    parts += _axes(left, top, plot_w, plot_h)
+    x_ticks = (
+        [10**e for e in range(math.floor(x_lo), math.ceil(x_hi) + 1)]
+        if use_log
+        else _nice_ticks(x_lo, x_hi, 5)
+    )
+    for tick in x_ticks:
+        x = x_of(tick)
+        if left - 0.5 <= x <= left + plot_w + 0.5:
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#eee"/>'
+                f'<text x="{x:.1f}" y="{top + plot_h + 15}" font-size="10" '
+                f'text-anchor="middle">{_fmt_tick(tick)}</text>'
+            )
+    for tick in _nice_ticks(y_lo, y_hi, 5):
+        y = y_of(tick)
+        if top - 0.5 <= y <= top + plot_h + 0.5:
+            parts.append(
+                f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
+                f'stroke="#eee"/><text x="{left - 5}" y="{y + 3:.1f}" font-size="10" '
+                f'text-anchor="end">{tick:.3g}</text>'
+            )
+    scale = " (log scale)" if use_log else ""
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" '
+        f'text-anchor="middle">p50 latency, ms{scale} (left is faster)</text>'
+        f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{html.escape(metric)}</text>'
+    )
+    front_points = sorted((p, a) for name, p, a in points if name in front)
+    if front_points:
+        # A step line: each front point holds its accuracy until the next, faster one.
+        coordinates = []
+        for index, (latency, accuracy) in enumerate(front_points):
+            if index:
+                coordinates.append(f"{x_of(latency):.1f},{y_of(front_points[index - 1][1]):.1f}")
+            coordinates.append(f"{x_of(latency):.1f},{y_of(accuracy):.1f}")
+        parts.append(
+            f'<polyline class="pareto-front" points="{" ".join(coordinates)}" fill="none" '
+            f'stroke="#555" stroke-width="1.5" stroke-dasharray="6,3"/>'
+        )
+    for index, (name, latency, accuracy) in enumerate(points):
+        x, y = x_of(latency), y_of(accuracy)
+        classes = "pareto-point" + (" on-front" if name in front else "")
+        if name in eligible:
+            paint = f'fill="{colors[name]}"'
+        else:
+            classes += " excluded"
+            paint = f'fill="white" stroke="{colors[name]}" stroke-width="2"'
+        parts.append(
+            f'<circle class="{classes}" data-variant="{html.escape(name)}" cx="{x:.1f}" '
+            f'cy="{y:.1f}" r="5" {paint}><title>{html.escape(name)}: p50 '
+            f"{_fmt(latency)} ms, {html.escape(metric)} {accuracy:.4f}</title></circle>"
+        )
+        legend_y = top + 10 + index * 16
+        parts.append(
+            f'<circle cx="{left + plot_w + 17}" cy="{legend_y - 3}" r="5" '
+            f'{paint}/><text x="{left + plot_w + 26}" y="{legend_y + 1}" '
+            f'font-size="11">{html.escape(name)}</text>'
+        )
+        if name == winner:
+            parts.append(
+                f'<circle class="winner" data-variant="{html.escape(name)}" cx="{x:.1f}" '
+                f'cy="{y:.1f}" r="10" fill="none" stroke="#d4a017" stroke-width="3"/>'
+                f'<text class="winner-label" x="{x + 13:.1f}" y="{y - 8:.1f}" font-size="11" '
+                f'font-weight="700">winner: {html.escape(name)}</text>'
+            )
+    parts.append(
+        f'<text x="{left + plot_w + 12}" y="{top + 18 + len(points) * 16}" font-size="10" '
+        f'fill="#555">dashed: Pareto front</text>'
+        f'<text x="{left + plot_w + 12}" y="{top + 32 + len(points) * 16}" font-size="10" '
+        f'fill="#555">hollow: excluded</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _axes(left: float, top: float, plot_w: float, plot_h: float) -> list[str]:
+    return [
+        f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#444"/>',
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" '
+        f'stroke="#444"/>',
+    ]
+
+
+def _nice_ticks(low: float, high: float, count: int) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 x 10^k steps) covering [low, high]."""
+    if not high > low:
+        return [low]
+    raw_step = (high - low) / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw_step))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw_step)
+    first = math.ceil(low / step) * step
+    ticks = []
+    value = first
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+# ------------------------------------------------------------------------- formatting
+
+
+def _summary(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    latency = row.get("latency")
+    if not latency:
+        return None
+    return latency.get("summary")
+
+
+def _p50(row: Mapping[str, Any]) -> float | None:
+    summary = _summary(row)
+    return summary["p50_ms"] if summary and row.get("status") == "ok" else None
+
+
+def _stable_text(row: Mapping[str, Any]) -> str:
+    latency = row.get("latency")
+    if not latency:
+        return ""
+    if latency.get("stable"):
+        return "yes"
+    cv = latency.get("cv")
+    return f"NO (cv {cv:.3f})" if cv is not None else "NO"
+
+
+def _fmt(value: float | None) -> str:
+    """Numbers with about 4 significant digits, no exponent for everyday magnitudes."""
+    if value is None:
+        return ""
+    value = float(value)
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude == 0:
+        return "0"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _fmt_tick(value: float) -> str:
+    """Axis labels: whole numbers without decimals, others as short as exact."""
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _fmt_fraction(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _fmt_sci(value: float | None) -> str:
+    return "" if value is None else f"{value:.2e}"
+
+
+def _fmt_bytes(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _md_escape(value: Any) -> str:
+    """Cell-safe text: pipes escaped, `<` as an entity so `<Einsum>` is not read as HTML."""
+    return str(value).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------ misc
+
+
+def _measurement_warnings(variants: Sequence[VariantResult]) -> list[str]:
+    warnings = []
+    for variant in variants:
+        if not variant.ok:
+            continue
+        if variant.latency is not None and not variant.latency.stable:
+            cv = variant.latency.cv
+            cv_text = f"{cv:.3f}" if math.isfinite(cv) else "unknown"
+            warnings.append(
+                f"latency of {variant.name} never settled (CV {cv_text} after "
+                f"{variant.latency.windows} windows, stopped by {variant.latency.stop_reason}); "
+                f"its numbers are shown but it cannot be blessed"
+            )
+        unstable = sorted(b for b, stable in variant.throughput_stable.items() if not stable)
+        if unstable:
+            warnings.append(
+                f"throughput of {variant.name} never settled at batch sizes "
+                f"{', '.join(map(str, unstable))}"
+            )
+    return warnings
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _iso(value: datetime.datetime | str) -> str:
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _duration_s(started: str, finished: str | None) -> float | None:
+    if finished is None:
+        return None
+    try:
+        start = datetime.datetime.fromisoformat(started)
+        end = datetime.datetime.fromisoformat(finished)
+        return (end - start).total_seconds()
+    except (ValueError, TypeError):  # Free-form timestamps are kept, just not subtracted.
+        return None
+
+
+def _json_safe(value: Any) -> Any:
+    """Converts numpy scalars, tuples and sets; non-finite floats become None."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return [_json_safe(v) for v in items]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(
+        f"Report values must be JSON-serializable; got {type(value).__name__}: {value!r}."
+    )
+
+
+def _harness_overhead_p50(variants: Sequence[VariantResult]) -> float | None:
+    for variant in variants:
+        if variant.format == NULL_FORMAT and variant.ok and variant.summary:
+            return variant.summary.p50_ms
+    return None
+
+
+def _harness_overhead_warnings(variants: Sequence[VariantResult]) -> list[str]:
+    """A warning when the harness's own p50 is a noticeable share of a real variant's."""
+    overhead = _harness_overhead_p50(variants)
+    real = [
+        v.summary.p50_ms
+        for v in variants
+        if v.format != NULL_FORMAT and v.ok and v.summary and v.summary.p50_ms > 0
+    ]
+    if overhead is None or not real or overhead <= MAX_HARNESS_OVERHEAD_FRACTION * min(real):
+        return []
+    return [
+        f"harness overhead p50 {overhead:.4g} ms is more than "
+        f"{MAX_HARNESS_OVERHEAD_FRACTION:.0%} of the fastest variant's p50 {min(real):.4g} ms; "
+        f"latencies that small are dominated by measurement cost"
+    ]

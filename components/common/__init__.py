@@ -1,0 +1,1 @@
+"""Plain helpers shared by every component: signatures, graph files, examples, errors."""

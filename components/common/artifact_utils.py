@@ -1,0 +1,70 @@
+"""Small helpers executors use to write artifacts and their custom properties."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfx.types.artifact import Artifact
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+def directory_size_bytes(uri: str) -> int:
+    """Total size of the files under `uri` (recursively), through gfile."""
+    import tensorflow as tf
+
+    if not tf.io.gfile.isdir(uri):
+        return tf.io.gfile.stat(uri).length if tf.io.gfile.exists(uri) else 0
+    total = 0
+    for root, _, files in tf.io.gfile.walk(uri):
+        for name in files:
+            total += tf.io.gfile.stat(os.path.join(root, name)).length
+    return total
+
+
+def single_artifact(artifacts: list[Artifact], key: str) -> Artifact:
+    """The one artifact of an input/output key; TFX passes lists even for singletons."""
+    if len(artifacts) != 1:
+        raise ValueError(f"expected exactly one artifact for {key!r}, got {len(artifacts)}")
+    return artifacts[0]
+
+
+def set_variant_properties(
+    artifact: Artifact,
+    *,
+    variant_name: str,
+    model_format: str,
+    size_bytes: int,
+    status: str = STATUS_OK,
+    failure_reason: str = "",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Records the properties every variant carries (see components/artifacts.py)."""
+    artifact.set_string_custom_property("variant_name", variant_name)
+    artifact.set_string_custom_property("format", model_format)
+    artifact.set_string_custom_property("status", status)
+    artifact.set_int_custom_property("size_bytes", int(size_bytes))
+    if failure_reason:
+        artifact.set_string_custom_property("failure_reason", failure_reason)
+    for key, value in (extra or {}).items():
+        set_custom_property(artifact, key, value)
+
+
+def set_custom_property(artifact: Artifact, key: str, value: Any) -> None:
+    """Sets a custom property with the MLMD type that fits the Python value."""
+    if isinstance(value, bool):
+        artifact.set_bool_custom_property(key, value)
+    elif isinstance(value, int):
+        artifact.set_int_custom_property(key, value)
+    elif isinstance(value, float):
+        artifact.set_float_custom_property(key, value)
+    elif isinstance(value, str):
+        artifact.set_string_custom_property(key, value)
+    else:
+        # Lists and dicts: JSON strings read everywhere (MLMD UI, lineage CLI, KFP UI),
+        # unlike proto-typed json_value properties which older UIs show as blobs.
+        artifact.set_string_custom_property(key, json.dumps(value, sort_keys=True))

@@ -1,0 +1,1 @@
+"""Freezer: SavedModel (or TFX `Model`) in, frozen GraphDef plus signature out."""

@@ -1,0 +1,148 @@
+"""`inference-optimizer`: run the pipeline locally (and, later, compile/lineage commands).
+
+Only argparse and the standard library are imported at module level, so `--help`
+answers in about a second; TensorFlow and TFX load inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run the pipeline locally on BeamDagRunner and print the results table",
+        description=(
+            "Freeze, transform and benchmark a model locally. With no --model, uses the "
+            "embedded default: a small CNN trained in seconds on scikit-learn's digits."
+        ),
+    )
+    run.add_argument("--model", help="SavedModel directory or TFX Model artifact URI")
+    run.add_argument("--examples", help="TFX Examples artifact URI (Split-eval/ GZIP TFRecords)")
+    run.add_argument(
+        "--output",
+        help="output directory for MLMD, artifacts and reports (default: ./runs/<pipeline name>)",
+    )
+    run.add_argument("--pipeline-name", default=None, help="default: inference-optimizer")
+    run.add_argument("--signature", default="serving_default", help="signature to freeze")
+    run.add_argument("--split", default="eval", help="Examples split to evaluate on")
+    run.add_argument("--image-feature", default="image")
+    run.add_argument("--label-feature", default="label")
+    run.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.01,
+        help="largest top-1 loss a blessed variant may have, as a fraction (0.01 = 1 point)",
+    )
+    run.add_argument("--objective", choices=("p50", "throughput"), default="p50")
+    run.add_argument("--max-p99-ms", type=float, default=0.0, help="p99 ceiling; 0 = none")
+    run.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds each timing scenario may take before unstable variants are given up",
+    )
+    run.add_argument("--no-cache", action="store_true", help="rerun every component")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference-optimizer",
+        description=(
+            "Find the fastest faithful version of a TensorFlow model: freeze, optimize, "
+            "quantize, XLA-compile and benchmark it as a TFX pipeline."
+        ),
+    )
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks and TF logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_FAILED
+    _quiet_libraries(args.verbose)
+    try:
+        if args.command == "run":
+            from pipelines.run_command import run_command
+
+            return run_command(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # Every failure becomes a clear message and a non-zero exit.
+        return report_failure(error, args.verbose)
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_FAILED
+
+
+def report_failure(error: BaseException, verbose: bool) -> int:
+    """Prints one paragraph for user errors (traceback only with --verbose)."""
+    user_error = find_user_error(error)
+    if verbose:
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    if user_error is not None:
+        # Beam appends where the error surfaced; the component is already in the progress.
+        message = str(user_error).split(" [while running", 1)[0]
+        print(f"error: {message}", file=sys.stderr)
+    else:
+        summary = str(error).strip().splitlines()
+        print(
+            f"error: {type(error).__name__}: {summary[0] if summary else ''}"
+            + ("" if verbose else "\n(run with --verbose for the traceback)"),
+            file=sys.stderr,
+        )
+    return EXIT_FAILED
+
+
+def find_user_error(error: BaseException) -> BaseException | None:
+    """The UserInputError behind an exception, even when Beam re-raised it wrapped."""
+    from components.common.errors import UserInputError
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UserInputError):
+            return current
+        current = current.__cause__ or current.__context__
+    # Beam's runners sometimes re-raise with only the text of the original error.
+    marker = "UserInputError: "
+    text = str(error)
+    if marker in text:
+        return UserInputError(text.split(marker, 1)[1].split(" [while running")[0].strip())
+    return None
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Without --verbose, keep the terminal to progress lines, the table and errors.
+
+    TF's C++ start-up chatter (CUDA plugin registration on a GPU-less machine) and the
+    deprecation warnings of Google client libraries say nothing about the user's run.
+    """
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # Also for child processes.
+        warnings.filterwarnings("ignore")
+
+
+def elapsed_since(started: float) -> str:
+    return f"{time.monotonic() - started:.1f}s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Packaging for tfx-inference-optimizer.
+
+The declared ranges here are the source of truth; `requirements.lock` is compiled
+from them with `make lock` (uv) and is what every install path uses.
+"""
+
+import pathlib
+import re
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+# One version, kept in components/version.py (it also keys the pipeline cache).
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (HERE / "components" / "version.py").read_text()
+).group(1)
+
+setup(
+    name="tfx-inference-optimizer",
+    version=VERSION,
+    description=(
+        "TFX components that freeze, optimize, quantize, XLA-compile and benchmark "
+        "TensorFlow models, with every variant and measurement traced in ML Metadata."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(include=["components", "components.*", "pipelines", "pipelines.*"]),
+    include_package_data=True,
+    install_requires=[
+        # tfx 1.16.0 is the newest full TFX that installs (see shared/KNOWLEDGE.md).
+        "tfx[kfp]==1.16.0",
+        # Kubernetes platform config (node selectors) for the compiled KFP package.
+        "kfp-kubernetes>=1.0,<2",
+        # Newer Beam drops `dill`, which tfx-bsl 1.16 still imports.
+        "apache-beam[gcp]>=2.59,<2.61",
+        # The embedded default model is trained on scikit-learn's bundled digits.
+        "scikit-learn>=1.3,<1.6",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8,<9",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "inference-optimizer=pipelines.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,220 @@
+"""The whole pipeline on BeamDagRunner, read back from ML Metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from pipelines import cli
+from pipelines.local_runner import metadata_path
+from pipelines.run_results import open_store
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = "inference-optimizer"
+# Short timing budgets: these tests check wiring and bookkeeping, not speed.
+FAST_TIMING = ["--time-budget", "3"]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(["run", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, embedded_default):
+    output = str(tmp_path_factory.mktemp("run"))
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            embedded_default.model_uri,
+            "--examples",
+            embedded_default.examples_uri,
+            "--output",
+            output,
+            *FAST_TIMING,
+        ]
+    )
+    assert code == 0
+    return output
+
+
+def _executions_by_node(store) -> dict[str, list]:
+    by_node: dict[str, list] = {}
+    for context in store.get_contexts_by_type("node"):
+        node_id = context.name.split(".", 1)[-1]
+        executions = store.get_executions_by_context(context.id)
+        by_node[node_id] = sorted(executions, key=lambda e: e.id)
+    return by_node
+
+
+def test_every_component_completes_once(first_run):
+    store = open_store(metadata_path(first_run))
+    by_node = _executions_by_node(store)
+    assert set(by_node) == {"model_importer", "examples_importer", "Freezer", "Benchmarker"}
+    for node_id, executions in by_node.items():
+        states = [e.last_known_state for e in executions]
+        assert states == [metadata_store_pb2.Execution.COMPLETE], node_id
+
+
+def test_every_output_is_linked_to_its_inputs(first_run):
+    store = open_store(metadata_path(first_run))
+    executions = store.get_executions()
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    inputs_of = {e.id: set() for e in executions}
+    outputs_of = {e.id: set() for e in executions}
+    for event in events:
+        if event.type == metadata_store_pb2.Event.INPUT:
+            inputs_of[event.execution_id].add(event.artifact_id)
+        elif event.type == metadata_store_pb2.Event.OUTPUT:
+            outputs_of[event.execution_id].add(event.artifact_id)
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    artifact_type = {a.id: types[a.type_id] for a in store.get_artifacts()}
+    by_output_type = {
+        artifact_type[a]: execution_id
+        for execution_id, artifact_ids in outputs_of.items()
+        for a in artifact_ids
+    }
+    freezer = by_output_type["components.FrozenGraph"]
+    benchmarker = by_output_type["components.BenchmarkReport"]
+    assert {artifact_type[a] for a in inputs_of[freezer]} == {"Model"}
+    assert {artifact_type[a] for a in inputs_of[benchmarker]} == {
+        "Model",
+        "Examples",
+        "components.FrozenGraph",
+    }
+    assert {artifact_type[a] for a in outputs_of[benchmarker]} == {
+        "components.BenchmarkReport",
+        "components.VariantBlessing",
+    }
+
+
+def test_report_has_a_row_per_variant_with_sane_figures(first_run):
+    store = open_store(metadata_path(first_run))
+    [report_artifact] = store.get_artifacts_by_type("components.BenchmarkReport")
+    with open(os.path.join(report_artifact.uri, "report.json")) as f:
+        report = json.load(f)
+    rows = {v["name"]: v for v in report["variants"]}
+    assert {"baseline_saved_model", "frozen_graph"} <= set(rows)
+    for name in ("baseline_saved_model", "frozen_graph"):
+        row = rows[name]
+        assert row["status"] == "ok"
+        latency = row["latency"]["summary"]
+        assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] < 1000
+        assert row["top1"] > 0.85  # The digits CNN reaches ~0.94.
+        assert row["size_bytes"] > 10_000
+    assert rows["frozen_graph"]["top1_agreement"] == pytest.approx(1.0)
+    properties = report_artifact.custom_properties
+    assert properties["frozen_graph.p50_ms"].double_value > 0
+    assert properties["baseline_p50_ms"].double_value > 0
+
+
+def test_second_run_is_served_from_cache(first_run, embedded_default, capsys):
+    code, out, _ = _run(
+        capsys,
+        "--model",
+        embedded_default.model_uri,
+        "--examples",
+        embedded_default.examples_uri,
+        "--output",
+        first_run,
+        *FAST_TIMING,
+    )
+    assert code == 0
+    assert "Served from cache" in out
+    store = open_store(metadata_path(first_run))
+    freezer_states = [e.last_known_state for e in _executions_by_node(store)["Freezer"]]
+    assert freezer_states == [
+        metadata_store_pb2.Execution.COMPLETE,
+        metadata_store_pb2.Execution.CACHED,
+    ]
+
+
+def _live_artifacts(store, type_name: str) -> list:
+    return [
+        a
+        for a in store.get_artifacts_by_type(type_name)
+        if a.state == metadata_store_pb2.Artifact.LIVE
+    ]
+
+
+def test_missing_model_fails_clearly_and_keeps_earlier_results(
+    tmp_path, first_run, embedded_default, capsys
+):
+    output = str(tmp_path / "out")
+    shutil.copytree(first_run, output)
+    store = open_store(metadata_path(output))
+    reports_before = _live_artifacts(store, "components.BenchmarkReport")
+    frozen_before = _live_artifacts(store, "components.FrozenGraph")
+    missing = str(tmp_path / "no-such-model")
+
+    code, _, err = _run(
+        capsys,
+        "--model",
+        missing,
+        "--examples",
+        embedded_default.examples_uri,
+        "--output",
+        output,
+        *FAST_TIMING,
+    )
+
+    assert code != 0
+    assert missing in err and "does not exist" in err
+    assert "Traceback" not in err
+    store = open_store(metadata_path(output))
+    freezer_states = [e.last_known_state for e in _executions_by_node(store)["Freezer"]]
+    assert freezer_states[-1] == metadata_store_pb2.Execution.FAILED
+    assert [a.id for a in _live_artifacts(store, "components.FrozenGraph")] == [
+        a.id for a in frozen_before
+    ]
+    for report in reports_before:  # Earlier results are untouched.
+        assert os.path.exists(os.path.join(report.uri, "report.json"))
+
+
+def test_examples_that_do_not_fit_the_model_fail_clearly(tmp_path, embedded_default, capsys):
+    import numpy as np
+
+    from components.common.examples_io import write_labelled_images
+
+    wrong = str(tmp_path / "wrong_examples")
+    write_labelled_images(wrong, np.zeros((4, 8, 8, 1), np.float32), np.zeros(4, np.int64))
+
+    code, _, err = _run(
+        capsys,
+        "--model",
+        embedded_default.model_uri,
+        "--examples",
+        wrong,
+        "--output",
+        str(tmp_path / "out"),
+        *FAST_TIMING,
+    )
+
+    assert code != 0
+    assert "do not match the model input" in err and wrong in err
+    assert "64 float values" in err and "1024" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_signature_fails_clearly(tmp_path, embedded_default, capsys):
+    code, _, err = _run(
+        capsys,
+        "--model",
+        embedded_default.model_uri,
+        "--examples",
+        embedded_default.examples_uri,
+        "--signature",
+        "classify",
+        "--output",
+        str(tmp_path / "out"),
+        *FAST_TIMING,
+    )
+    assert code != 0
+    assert "no signature 'classify'" in err and "serving_default" in err
