@@ -1,4 +1,4 @@
-"""`inference-optimizer`: run the pipeline locally (and, later, compile/lineage commands).
+"""`inference-optimizer`: the command-line entry point; sub-commands live in their own modules.
 
 Only argparse and the standard library are imported at module level, so `--help`
 answers in about a second; TensorFlow and TFX load inside the command that needs them.
@@ -7,6 +7,7 @@ answers in about a second; TensorFlow and TFX load inside the command that needs
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -17,42 +18,10 @@ from collections.abc import Sequence
 EXIT_OK = 0
 EXIT_FAILED = 1
 
-
-def _add_run_parser(subparsers: argparse._SubParsersAction) -> None:
-    run = subparsers.add_parser(
-        "run",
-        help="run the pipeline locally on BeamDagRunner and print the results table",
-        description=(
-            "Freeze, transform and benchmark a model locally. With no --model, uses the "
-            "embedded default: a small CNN trained in seconds on scikit-learn's digits."
-        ),
-    )
-    run.add_argument("--model", help="SavedModel directory or TFX Model artifact URI")
-    run.add_argument("--examples", help="TFX Examples artifact URI (Split-eval/ GZIP TFRecords)")
-    run.add_argument(
-        "--output",
-        help="output directory for MLMD, artifacts and reports (default: ./runs/<pipeline name>)",
-    )
-    run.add_argument("--pipeline-name", default=None, help="default: inference-optimizer")
-    run.add_argument("--signature", default="serving_default", help="signature to freeze")
-    run.add_argument("--split", default="eval", help="Examples split to evaluate on")
-    run.add_argument("--image-feature", default="image")
-    run.add_argument("--label-feature", default="label")
-    run.add_argument(
-        "--max-accuracy-drop",
-        type=float,
-        default=0.01,
-        help="largest top-1 loss a blessed variant may have, as a fraction (0.01 = 1 point)",
-    )
-    run.add_argument("--objective", choices=("p50", "throughput"), default="p50")
-    run.add_argument("--max-p99-ms", type=float, default=0.0, help="p99 ceiling; 0 = none")
-    run.add_argument(
-        "--time-budget",
-        type=float,
-        default=None,
-        help="seconds each timing scenario may take before unstable variants are given up",
-    )
-    run.add_argument("--no-cache", action="store_true", help="rerun every component")
+# Each module defines `add_parser(subparsers)`, which registers its sub-command and sets
+# `execute=function(args) -> exit code` as a default. These modules import only argparse
+# at top level, so building the parser stays fast; heavy imports happen in `execute`.
+COMMAND_MODULES = ("pipelines.run_command",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help="show tracebacks and TF logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_run_parser(subparsers)
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        module.add_parser(subparsers)
     return parser
 
 
@@ -77,17 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     _quiet_libraries(args.verbose)
     try:
-        if args.command == "run":
-            from pipelines.run_command import run_command
-
-            return run_command(args)
+        return int(args.execute(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # Every failure becomes a clear message and a non-zero exit.
         return report_failure(error, args.verbose)
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_FAILED
 
 
 def report_failure(error: BaseException, verbose: bool) -> int:

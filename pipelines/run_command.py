@@ -1,4 +1,8 @@
-"""`inference-optimizer run`: the local pipeline run, from arguments to the printed table."""
+"""`inference-optimizer run`: the local pipeline run, from arguments to the printed table.
+
+Only the standard library is imported at module level: the CLI imports this module to
+build its parser, and `--help` must stay fast.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,47 @@ import sys
 import time
 from typing import Any
 
-from components.common.errors import UserInputError
-from pipelines.pipeline import DEFAULT_PIPELINE_NAME, PipelineSettings
+# pipelines.pipeline imports TFX only inside create_pipeline, so this stays light.
+from pipelines.pipeline import DEFAULT_PIPELINE_NAME
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Registers `inference-optimizer run`."""
+    run = subparsers.add_parser(
+        "run",
+        help="run the pipeline locally on BeamDagRunner and print the results table",
+        description=(
+            "Freeze, transform and benchmark a model locally. With no --model, uses the "
+            "embedded default: a small CNN trained in seconds on scikit-learn's digits."
+        ),
+    )
+    run.add_argument("--model", help="SavedModel directory or TFX Model artifact URI")
+    run.add_argument("--examples", help="TFX Examples artifact URI (Split-eval/ GZIP TFRecords)")
+    run.add_argument(
+        "--output",
+        help="output directory for MLMD, artifacts and reports (default: ./runs/<pipeline name>)",
+    )
+    run.add_argument("--pipeline-name", default=None, help="default: inference-optimizer")
+    run.add_argument("--signature", default="serving_default", help="signature to freeze")
+    run.add_argument("--split", default="eval", help="Examples split to evaluate on")
+    run.add_argument("--image-feature", default="image")
+    run.add_argument("--label-feature", default="label")
+    run.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.01,
+        help="largest top-1 loss a blessed variant may have, as a fraction (0.01 = 1 point)",
+    )
+    run.add_argument("--objective", choices=("p50", "throughput"), default="p50")
+    run.add_argument("--max-p99-ms", type=float, default=0.0, help="p99 ceiling; 0 = none")
+    run.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds each timing scenario may take before unstable variants are given up",
+    )
+    run.add_argument("--no-cache", action="store_true", help="rerun every component")
+    run.set_defaults(execute=run_command)
 
 
 def resolve_inputs(args: argparse.Namespace, output_dir: str) -> tuple[str, str]:
@@ -18,6 +61,8 @@ def resolve_inputs(args: argparse.Namespace, output_dir: str) -> tuple[str, str]
     if args.model and args.examples:
         return os.path.abspath(args.model), os.path.abspath(args.examples)
     if args.model or args.examples:
+        from components.common.errors import UserInputError
+
         raise UserInputError(
             "Pass both --model and --examples (the examples are needed to measure accuracy "
             "and calibrate int8), or neither to use the embedded default."
@@ -46,7 +91,7 @@ def run_command(args: argparse.Namespace) -> int:
         run_pipeline,
         sqlite_connection_config,
     )
-    from pipelines.pipeline import create_pipeline
+    from pipelines.pipeline import PipelineSettings, create_pipeline
     from pipelines.run_results import latest_run, open_store
 
     if not args.verbose:

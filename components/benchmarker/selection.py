@@ -196,7 +196,8 @@ class VariantResult:
         properties = value.get("properties") or {}
         latency = value.get("latency")
         details = {
-            key: value[key] for key in ("runtime", "artifact_id", "eval_examples", "properties")
+            key: value[key]
+            for key in ("runtime", "artifact_id", "eval_examples", "properties")
             if key in value
         }
         return cls(
