@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 LINT_PATHS := setup.py components pipelines tests $(wildcard benchmarks)
 
-.PHONY: demo test env lint format lock clean
+.PHONY: demo test env lint format lock clean benchmark
 
 env:
 	@bash scripts/install-env.sh
@@ -34,3 +34,8 @@ lock: env
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Real architectures (random weights, fixed seed): `make benchmark ARCH=resnet50`.
+ARCH ?= mobilenet_v2
+benchmark: env
+	$(PY) -m benchmarks.keras_applications --arch $(ARCH)
