@@ -105,7 +105,15 @@ class Executor(base_executor.BaseExecutor):
 
         with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
             raw = run_benchmark_in_subprocess(
-                BenchmarkRequest(specs, baseline_name, examples.uri, settings), workdir
+                BenchmarkRequest(
+                    specs,
+                    baseline_name,
+                    examples.uri,
+                    settings,
+                    # The pipeline's beam_pipeline_args scale the accuracy pass out.
+                    beam_pipeline_args=list(self._beam_pipeline_args or []),
+                ),
+                workdir,
             )
         finished_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
         baseline_raw = next(v for v in raw["variants"] if v["name"] == baseline_name)

@@ -20,6 +20,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -83,6 +84,11 @@ class BenchmarkRequest:
     baseline_name: str
     examples_uri: str
     settings: BenchmarkSettings
+    # Passed to the accuracy pass's Beam pipeline (e.g. a Dataflow or Flink runner).
+    beam_pipeline_args: list[str] = dataclasses.field(default_factory=list)
+    # Where the accuracy pipeline writes its combined counts; a temp dir when empty.
+    # A distributed runner needs a location every worker can write (gs://, s3://).
+    accuracy_result_dir: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +96,8 @@ class BenchmarkRequest:
             "baseline_name": self.baseline_name,
             "examples_uri": self.examples_uri,
             "settings": self.settings.to_json(),
+            "beam_pipeline_args": list(self.beam_pipeline_args),
+            "accuracy_result_dir": self.accuracy_result_dir,
         }
 
     @classmethod
@@ -99,6 +107,8 @@ class BenchmarkRequest:
             baseline_name=value["baseline_name"],
             examples_uri=value["examples_uri"],
             settings=BenchmarkSettings.from_json(value["settings"]),
+            beam_pipeline_args=list(value.get("beam_pipeline_args", [])),
+            accuracy_result_dir=value.get("accuracy_result_dir", ""),
         )
 
 
@@ -123,49 +133,15 @@ def _configure_threads(settings: BenchmarkSettings) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(settings.inter_op_threads)
 
 
-def _batches(images: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Consecutive batches; the last partial batch is dropped for fixed-batch variants."""
-    return [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
-
-
-def _predict_all(variant: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """First output of the variant over all images (fixed-batch variants go batch by batch)."""
-    step = variant.fixed_batch_size or batch_size
-    outputs = []
-    for batch in _batches(images, step):
-        real = len(batch)
-        if variant.fixed_batch_size and real < step:
-            # Pad the tail to the fixed batch; the padding rows are dropped again below.
-            batch = np.concatenate([batch, np.repeat(batch[-1:], step - real, axis=0)])
-        outputs.append(variant.run(variant.prepare([batch]))[0][:real])
-    return np.concatenate(outputs).astype(np.float32)
-
-
-def accuracy_metrics(
-    scores: np.ndarray, labels: np.ndarray, baseline_scores: np.ndarray | None
-) -> dict[str, Any]:
-    """Top-1 (and top-5 with >= 5 classes) accuracy, and agreement with the baseline."""
-    top1 = float(np.mean(np.argmax(scores, axis=1) == labels))
-    metrics: dict[str, Any] = {"top1": top1, "top5": None, "eval_examples": int(len(labels))}
-    if scores.shape[1] >= 5:
-        top5_hits = np.any(np.argsort(-scores, axis=1)[:, :5] == labels[:, None], axis=1)
-        metrics["top5"] = float(np.mean(top5_hits))
-    if baseline_scores is not None:
-        metrics["top1_agreement"] = float(
-            np.mean(np.argmax(scores, axis=1) == np.argmax(baseline_scores, axis=1))
-        )
-        metrics["max_abs_diff"] = float(np.max(np.abs(scores - baseline_scores)))
-    return metrics
-
-
 def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     """Loads every variant, measures accuracy, latency and throughput; returns JSON-able results.
 
     Must run in a process whose TensorFlow has not executed anything yet (thread settings).
     """
     from components.benchmarker import stats
+    from components.benchmarker.accuracy import AccuracyJob, run_accuracy_pipeline
     from components.benchmarker.backends import FORMAT_NULL, ThreadSettings, backend_for
-    from components.common.examples_io import read_labelled_images
+    from components.common.examples_io import read_labelled_images, split_files
 
     settings = request.settings
     _configure_threads(settings)
@@ -174,13 +150,15 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     )
     baseline = next(v for v in request.variants if v.name == request.baseline_name)
     baseline_signature = backend_for(baseline.model_format).signature(baseline.uri)
+    # Timing inputs: enough real examples for the largest batch. This read also
+    # validates the examples against the model input before anything else runs.
     eval_set = read_labelled_images(
         request.examples_uri,
         baseline_signature.inputs[0],
         split=settings.split,
         image_feature=settings.image_feature,
         label_feature=settings.label_feature,
-        limit=settings.max_eval_examples,
+        limit=max(settings.throughput_batch_sizes, default=1),
     )
 
     results: dict[str, dict[str, Any]] = {}
@@ -219,22 +197,40 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
             result["status"] = STATUS_FAILED
             result["failure_reason"] = f"load failed: {type(error).__name__}: {error}"[:2000]
 
-    # Accuracy pass (separate from timing, as in LoadGen's accuracy mode).
-    baseline_scores = None
-    if baseline.name in loaded:
-        baseline_scores = _predict_all(
-            loaded[baseline.name], eval_set.images, settings.accuracy_batch_size
+    # Accuracy pass: a Beam pipeline over the whole split (LoadGen's accuracy mode is
+    # also a separate run from its performance mode).
+    accuracy_job = AccuracyJob(
+        variants=tuple(
+            (name, results[name]["format"], results[name]["uri"])
+            for name in loaded
+            if results[name]["format"] != FORMAT_NULL
+        ),
+        baseline_name=baseline.name,
+        model_input=baseline_signature.inputs[0],
+        image_feature=settings.image_feature,
+        label_feature=settings.label_feature,
+        batch_size=settings.accuracy_batch_size,
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        tflite_threads=settings.tflite_threads,
+        device=settings.device,
+    )
+    with tempfile.TemporaryDirectory(prefix="accuracy-") as accuracy_dir:
+        accuracy = run_accuracy_pipeline(
+            accuracy_job,
+            split_files(request.examples_uri, settings.split),
+            result_dir=request.accuracy_result_dir or accuracy_dir,
+            limit=settings.max_eval_examples,
+            beam_pipeline_args=request.beam_pipeline_args,
         )
-    for name, variant in loaded.items():
-        if results[name]["format"] == FORMAT_NULL:
-            continue  # Its zeros would only pollute the accuracy columns.
-        try:
-            scores = _predict_all(variant, eval_set.images, settings.accuracy_batch_size)
-            results[name].update(accuracy_metrics(scores, eval_set.labels, baseline_scores))
-        except Exception as error:
+    for name, metrics in accuracy.items():
+        if "error" in metrics:
             results[name]["status"] = STATUS_FAILED
-            results[name]["failure_reason"] = f"inference failed: {type(error).__name__}: {error}"
+            results[name]["failure_reason"] = f"inference failed: {metrics['error']}"[:2000]
+        else:
+            results[name].update(metrics)
     loaded = {n: v for n, v in loaded.items() if results[n]["status"] == STATUS_OK}
+    eval_examples = accuracy.get(baseline.name, {}).get("eval_examples", 0)
 
     criterion = stats.StabilityCriterion(
         cv_threshold=settings.cv_threshold,
@@ -287,7 +283,7 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         "fingerprint": machine.to_json(),
         "variants": [results[v.name] for v in request.variants],
         "baseline_name": request.baseline_name,
-        "eval_examples": len(eval_set),
+        "eval_examples": eval_examples,
         "settings": settings.to_json(),
         "process_peak_rss_bytes": peak_rss_bytes(),
     }

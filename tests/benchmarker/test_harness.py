@@ -1,0 +1,155 @@
+"""The harness on the real digits model: figures, accuracy, broken and failing variants."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from components.benchmarker.accuracy import AccuracyJob, run_accuracy_pipeline
+from components.benchmarker.harness import (
+    BenchmarkRequest,
+    BenchmarkSettings,
+    VariantSpec,
+    run_benchmark_in_subprocess,
+)
+from components.benchmarker.selection import VariantResult, choose_best_variant
+from components.common.examples_io import split_files
+from components.common.graph_io import graph_def_callable, save_graph_def
+from components.freezer.freezing import freeze_function
+
+pytestmark = pytest.mark.slow
+
+FAST = BenchmarkSettings(
+    warmup_calls=5,
+    latency_window_size=20,
+    throughput_window_size=3,
+    time_budget_s=3.0,
+    throughput_batch_sizes=(1, 8),
+)
+
+
+def _write_variant(directory, frozen) -> str:
+    save_graph_def(frozen.graph_def, str(directory))
+    frozen.signature.save(str(directory))
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def broken_variant_dir(tmp_path_factory, frozen_digits):
+    """The digits CNN with its class scores reversed: plausible, confident and wrong."""
+    import tensorflow as tf
+
+    from components.common.graph_io import graph_def_function
+
+    original = graph_def_function(frozen_digits.graph_def, frozen_digits.signature)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 1], tf.float32, name="image")])
+    def reversed_scores(image):
+        return {"output_0": tf.reverse(original(image)[0], axis=[1])}
+
+    broken = freeze_function(reversed_scores.get_concrete_function(), "serving_default")
+    return _write_variant(tmp_path_factory.mktemp("broken"), broken)
+
+
+@pytest.fixture(scope="module")
+def harness_result(tmp_path_factory, embedded_default, frozen_digits, broken_variant_dir):
+    frozen_dir = _write_variant(tmp_path_factory.mktemp("frozen"), frozen_digits)
+    corrupt_dir = tmp_path_factory.mktemp("corrupt")
+    (corrupt_dir / "graph.pb").write_bytes(b"not a graph")
+    frozen_digits.signature.save(str(corrupt_dir))
+    request = BenchmarkRequest(
+        variants=[
+            VariantSpec("baseline_saved_model", "saved_model", embedded_default.model_uri),
+            VariantSpec("frozen_graph", "graphdef", frozen_dir),
+            VariantSpec("broken", "graphdef", broken_variant_dir),
+            VariantSpec("corrupt", "graphdef", str(corrupt_dir)),
+            VariantSpec("null", "null", frozen_dir),
+        ],
+        baseline_name="baseline_saved_model",
+        examples_uri=embedded_default.examples_uri,
+        settings=FAST,
+    )
+    raw = run_benchmark_in_subprocess(request, str(tmp_path_factory.mktemp("work")))
+    return {v["name"]: v for v in raw["variants"]}, raw
+
+
+def test_latency_and_throughput_figures_are_sane(harness_result):
+    rows, raw = harness_result
+    for name in ("baseline_saved_model", "frozen_graph"):
+        summary = rows[name]["latency"]["summary"]
+        assert 0 < summary["min_ms"] <= summary["p50_ms"] <= summary["p90_ms"]
+        assert summary["p90_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+        assert summary["count"] >= FAST.latency_window_size
+        assert rows[name]["load_s"] > 0 and rows[name]["first_call_s"] > 0
+        assert set(rows[name]["throughput"]) == {"1", "8"}
+        assert rows[name]["throughput"]["8"]["images_per_s"] > 0
+    assert raw["fingerprint"]["intra_op_threads"] == FAST.intra_op_threads
+    assert raw["settings"]["time_budget_s"] == FAST.time_budget_s
+
+
+def test_null_backend_costs_far_less_than_the_model(harness_result):
+    rows, _ = harness_result
+    overhead = rows["null"]["latency"]["summary"]["p50_ms"]
+    model = rows["frozen_graph"]["latency"]["summary"]["p50_ms"]
+    assert overhead < 0.02 * model
+
+
+def test_accuracy_and_agreement_are_measured_against_the_baseline(harness_result):
+    rows, raw = harness_result
+    assert raw["eval_examples"] == 449
+    assert rows["baseline_saved_model"]["top1"] == pytest.approx(rows["frozen_graph"]["top1"])
+    assert rows["frozen_graph"]["top1_agreement"] == 1.0
+    assert rows["frozen_graph"]["max_abs_diff"] < 1e-4
+    assert rows["baseline_saved_model"]["top5"] >= rows["baseline_saved_model"]["top1"]
+
+
+def test_a_variant_that_cannot_load_is_a_failed_row(harness_result):
+    rows, _ = harness_result
+    assert rows["corrupt"]["status"] == "failed"
+    assert "load failed" in rows["corrupt"]["failure_reason"]
+    assert rows["frozen_graph"]["status"] == "ok"
+
+
+def test_broken_variant_is_caught_by_agreement_and_never_blessed(harness_result):
+    rows, _ = harness_result
+    assert rows["broken"]["top1_agreement"] < 0.5
+    results = [VariantResult.from_harness_json(r) for r in rows.values() if r["name"] != "null"]
+    # Even with an absurd accuracy budget, the agreement gate keeps it out.
+    selection = choose_best_variant(
+        results, baseline_name="baseline_saved_model", max_accuracy_drop=1.0
+    )
+    assert selection.winner != "broken"
+    assert not selection.verdicts["broken"].eligible
+    assert any("agree" in reason for reason in selection.verdicts["broken"].reasons)
+
+
+def test_accuracy_pipeline_matches_a_direct_computation(
+    tmp_path, embedded_default, frozen_digits, digits_eval
+):
+    frozen_dir = _write_variant(tmp_path / "frozen", frozen_digits)
+    job = AccuracyJob(
+        variants=(("frozen_graph", "graphdef", frozen_dir),),
+        baseline_name="frozen_graph",
+        model_input=frozen_digits.signature.inputs[0],
+        image_feature="image",
+        label_feature="label",
+        batch_size=32,
+        intra_op_threads=2,
+        inter_op_threads=1,
+        tflite_threads=2,
+        device="CPU:0",
+    )
+    metrics = run_accuracy_pipeline(
+        job, split_files(embedded_default.examples_uri), result_dir=str(tmp_path / "out")
+    )
+
+    (scores,) = graph_def_callable(frozen_digits.graph_def, frozen_digits.signature)(
+        digits_eval.images
+    )
+    expected_top1 = float(np.mean(scores.argmax(1) == digits_eval.labels))
+    assert metrics["frozen_graph"]["eval_examples"] == len(digits_eval)
+    assert metrics["frozen_graph"]["top1"] == pytest.approx(expected_top1)
+    assert metrics["frozen_graph"]["top1_agreement"] == 1.0
+    assert os.path.exists(tmp_path / "out" / "accuracy_counts")
