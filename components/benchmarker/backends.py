@@ -105,6 +105,35 @@ def known_formats() -> list[str]:
     return sorted(_BACKENDS)
 
 
+DEVICE_AUTO = "auto"
+
+
+def select_device(requested: str, visible_gpus: Sequence[str]) -> str:
+    """The TF device to benchmark on: `auto` takes the first visible GPU, else the CPU.
+
+    `requested` may also name a device (`CPU:0`, `GPU:1`); asking for a GPU that is not
+    visible is an error rather than a silent fall-back to the CPU, because the figures
+    would then describe different hardware than the user asked about.
+    """
+    if requested == DEVICE_AUTO:
+        return "GPU:0" if visible_gpus else "CPU:0"
+    kind, _, index = requested.partition(":")
+    if kind.upper() not in ("CPU", "GPU") or not index.isdigit():
+        raise ValueError(f"device must be 'auto', 'CPU:N' or 'GPU:N', got {requested!r}")
+    if kind.upper() == "GPU" and int(index) >= len(visible_gpus):
+        raise ValueError(
+            f"device {requested!r} was requested but {len(visible_gpus)} GPU(s) are visible"
+        )
+    return f"{kind.upper()}:{index}"
+
+
+def visible_gpus() -> list[str]:
+    """Names of the GPUs TensorFlow can see (imports TF)."""
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_physical_devices("GPU")]
+
+
 def _tf_device(device: str) -> str:
     return f"/device:{device}"
 

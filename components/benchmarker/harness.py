@@ -64,7 +64,8 @@ class BenchmarkSettings:
     split: str = "eval"
     image_feature: str = "image"
     label_feature: str = "label"
-    device: str = "CPU:0"
+    # "auto": the first visible GPU, else the CPU; or a device name such as "CPU:0".
+    device: str = "auto"
 
     def to_json(self) -> dict[str, Any]:
         value = dataclasses.asdict(self)
@@ -140,11 +141,18 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     """
     from components.benchmarker import stats
     from components.benchmarker.accuracy import AccuracyJob, run_accuracy_pipeline
-    from components.benchmarker.backends import FORMAT_NULL, ThreadSettings, backend_for
+    from components.benchmarker.backends import (
+        FORMAT_NULL,
+        ThreadSettings,
+        backend_for,
+        select_device,
+        visible_gpus,
+    )
     from components.common.examples_io import read_labelled_images, split_files
 
-    settings = request.settings
-    _configure_threads(settings)
+    _configure_threads(request.settings)
+    device = select_device(request.settings.device, visible_gpus())
+    settings = dataclasses.replace(request.settings, device=device)
     threads = ThreadSettings(
         settings.intra_op_threads, settings.inter_op_threads, settings.tflite_threads
     )

@@ -1,0 +1,64 @@
+"""Backend registry and device selection (GPU paths forced: no GPU is lent here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.benchmarker import backends
+from components.benchmarker.backends import (
+    Backend,
+    LoadedVariant,
+    backend_for,
+    register_backend,
+    select_device,
+)
+
+
+def test_auto_takes_the_first_gpu_when_one_is_visible():
+    assert select_device("auto", ["/physical_device:GPU:0", "/physical_device:GPU:1"]) == "GPU:0"
+
+
+def test_auto_falls_back_to_the_cpu_without_gpus():
+    assert select_device("auto", []) == "CPU:0"
+
+
+def test_explicit_devices_are_normalised():
+    assert select_device("cpu:0", []) == "CPU:0"
+    assert select_device("GPU:1", ["a", "b"]) == "GPU:1"
+
+
+def test_a_missing_gpu_is_an_error_not_a_silent_cpu_run():
+    with pytest.raises(ValueError, match="0 GPU"):
+        select_device("GPU:0", [])
+
+
+def test_nonsense_device_is_refused():
+    with pytest.raises(ValueError, match="auto"):
+        select_device("TPU", [])
+
+
+def test_every_documented_format_has_a_backend():
+    for model_format in ("saved_model", "graphdef", "xla_jit_saved_model", "null"):
+        assert backend_for(model_format).format == model_format
+
+
+def test_unknown_format_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known: .*graphdef"):
+        backend_for("onnx")
+
+
+def test_registering_a_format_twice_is_an_error():
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @register_backend("graphdef")
+        class AnotherGraphDefBackend(Backend):
+            def load(self, uri, settings, device) -> LoadedVariant:
+                raise NotImplementedError
+
+
+def test_null_variant_returns_output_shaped_zeros(frozen_digits, tmp_path):
+    frozen_digits.signature.save(str(tmp_path))
+    variant = backend_for("null").load(str(tmp_path), backends.ThreadSettings(), "CPU:0")
+    (output,) = variant.run(variant.prepare([np.zeros((3, 32, 32, 1), np.float32)]))
+    assert output.shape == (3, 10)
