@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 DEFAULT_PIPELINE_NAME = "inference-optimizer"
+ALL_QUANTIZE_MODES = ("float16", "dynamic_range", "int8", "weights_int8_graph", "onednn_int8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +21,16 @@ class PipelineSettings:
     eval_split: str = "eval"
     image_feature: str = "image"
     label_feature: str = "label"
+    # InferenceOptimizer: None runs the default transforms (all but bfloat16).
+    transforms: tuple[str, ...] | None = None
+    # One Quantizer instance per mode, one XlaCompiler instance per mode.
+    quantize_modes: tuple[str, ...] = ALL_QUANTIZE_MODES
+    num_calibration: int = 200
+    xla_modes: tuple[str, ...] = ("jit", "aot")
+    xla_aot_batch_size: int = 1
+    # "host" (this machine's AVX-512) or "generic" (any x86-64: compile and benchmark
+    # may run on different node types, as on Kubeflow).
+    xla_target_cpu: str = "host"
     # Benchmarker: JSON-able dict of components.benchmarker.harness.BenchmarkSettings fields.
     benchmark_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     objective: str = "p50"
@@ -48,6 +59,10 @@ def create_pipeline(
 
     from components.benchmarker.component import Benchmarker
     from components.freezer.component import Freezer
+    from components.inference_optimizer.component import InferenceOptimizer
+    from components.quantizer.component import Quantizer
+    from components.quantizer.modes import get_mode
+    from components.xla_compiler.component import XlaCompiler
 
     settings = settings or PipelineSettings()
     model_importer = Importer(source_uri=model_uri, artifact_type=standard_artifacts.Model).with_id(
@@ -62,16 +77,50 @@ def create_pipeline(
     examples = examples_importer.outputs["result"]
 
     freezer = Freezer(model=model, signature_key=settings.signature_key)
+    frozen_graph = freezer.outputs["frozen_graph"]
+    optimizer = InferenceOptimizer(frozen_graph=frozen_graph, transforms=settings.transforms)
+    variants = {
+        "frozen_graph": frozen_graph,
+        "optimized_graph": optimizer.outputs["optimized_graph"],
+    }
+    benchmark_settings = {
+        "split": settings.eval_split,
+        "image_feature": settings.image_feature,
+        "label_feature": settings.label_feature,
+        **settings.benchmark_settings,
+    }
+    # TFLite models have static batch sizes (XNNPACK steps aside for dynamic ones): one
+    # model per benchmarked batch size, batch 1 first for the latency scenario.
+    batch_sizes = sorted({1, *benchmark_settings.get("throughput_batch_sizes", (1, 8, 32))})
+    transforms = [freezer, optimizer]
+    for mode in settings.quantize_modes:
+        calibrates = get_mode(mode).needs_calibration
+        quantizer = Quantizer(
+            frozen_graph=frozen_graph,
+            mode=mode,
+            examples=examples if calibrates else None,
+            num_calibration=settings.num_calibration,
+            batch_sizes=batch_sizes,
+            calibration_split=settings.eval_split,
+            image_feature=settings.image_feature,
+            label_feature=settings.label_feature,
+        ).with_id(f"Quantizer_{mode}")
+        variants[f"quantized_{mode}"] = quantizer.outputs["quantized_model"]
+        transforms.append(quantizer)
+    for mode in settings.xla_modes:
+        compiler = XlaCompiler(
+            frozen_graph=frozen_graph,
+            mode=mode,
+            batch_size=settings.xla_aot_batch_size,
+            target_cpu=settings.xla_target_cpu,
+        ).with_id(f"XlaCompiler_{mode}")
+        variants[f"xla_{mode}"] = compiler.outputs["compiled_model"]
+        transforms.append(compiler)
     benchmarker = Benchmarker(
         model=model,
         examples=examples,
-        variants={"frozen_graph": freezer.outputs["frozen_graph"]},
-        benchmark_settings={
-            "split": settings.eval_split,
-            "image_feature": settings.image_feature,
-            "label_feature": settings.label_feature,
-            **settings.benchmark_settings,
-        },
+        variants=variants,
+        benchmark_settings=benchmark_settings,
         objective=settings.objective,
         max_accuracy_drop=settings.max_accuracy_drop,
         max_p99_ms=settings.max_p99_ms,
@@ -79,7 +128,7 @@ def create_pipeline(
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[model_importer, examples_importer, freezer, benchmarker],
+        components=[model_importer, examples_importer, *transforms, benchmarker],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

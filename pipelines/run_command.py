@@ -52,8 +52,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="seconds each timing scenario may take before unstable variants are given up",
     )
+    run.add_argument(
+        "--quantize-modes",
+        type=_name_list,
+        default=None,
+        help="comma-separated Quantizer modes, '' for none "
+        "(default: float16,dynamic_range,int8,weights_int8_graph,onednn_int8)",
+    )
+    run.add_argument(
+        "--xla-modes",
+        type=_name_list,
+        default=None,
+        help="comma-separated XlaCompiler modes, '' for none (default: jit,aot)",
+    )
+    run.add_argument(
+        "--transforms",
+        type=_name_list,
+        default=None,
+        help="comma-separated InferenceOptimizer transforms (default: all but bfloat16)",
+    )
     run.add_argument("--no-cache", action="store_true", help="rerun every component")
     run.set_defaults(execute=run_command)
+
+
+def _name_list(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def resolve_inputs(args: argparse.Namespace, output_dir: str) -> tuple[str, str]:
@@ -106,7 +129,12 @@ def run_command(args: argparse.Namespace) -> int:
     benchmark_settings: dict[str, Any] = {}
     if args.time_budget is not None:
         benchmark_settings["time_budget_s"] = args.time_budget
+    optional: dict[str, Any] = {}
+    for field in ("quantize_modes", "xla_modes", "transforms"):
+        if getattr(args, field) is not None:
+            optional[field] = getattr(args, field)
     settings = PipelineSettings(
+        **optional,
         signature_key=args.signature,
         eval_split=args.split,
         image_feature=args.image_feature,

@@ -77,13 +77,13 @@ def score_batch(
 
 
 def predict_in_batches(variant: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """First output of a loaded variant over `images`, padding fixed-batch variants."""
-    step = variant.fixed_batch_size or batch_size
+    """First output of a loaded variant over `images`, padding static-batch variants."""
+    step = variant.batch_size_for(batch_size)
     outputs = []
     for start in range(0, len(images), step):
         batch = images[start : start + step]
         real = len(batch)
-        if variant.fixed_batch_size and real < step:
+        if real < step and not variant.supports_batch(real):
             # Pad the tail to the compiled batch size; the padding rows are dropped below.
             batch = np.concatenate([batch, np.repeat(batch[-1:], step - real, axis=0)])
         outputs.append(variant.run(variant.prepare([batch]))[0][:real])

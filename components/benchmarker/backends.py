@@ -57,6 +57,10 @@ class LoadedVariant(abc.ABC):
     def supports_batch(self, batch_size: int) -> bool:
         return self.fixed_batch_size is None or self.fixed_batch_size == batch_size
 
+    def batch_size_for(self, requested: int) -> int:
+        """The batch size to use when `requested` rows should go through at once."""
+        return self.fixed_batch_size or requested
+
 
 class Backend(abc.ABC):
     """Loads variants of one format."""
@@ -270,3 +274,101 @@ def signature_of_function(function: Any) -> GraphSignature:
             for name in output_names
         ),
     )
+
+
+class _TFLiteVariant(LoadedVariant):
+    """One interpreter per static batch size the Quantizer wrote (XNNPACK needs static shapes).
+
+    Interpreters are created on first use of a batch size, so unused sizes cost nothing.
+    TFLite runs on the CPU only; the device is recorded as such whatever was asked.
+    """
+
+    def __init__(self, directory: str, num_threads: int):
+        from components.quantizer.tflite_runtime import available_batch_sizes
+
+        self._directory = directory
+        self._num_threads = num_threads
+        self._batch_sizes = available_batch_sizes(directory)
+        if not self._batch_sizes:
+            raise ValueError(f"no .tflite model with a static batch size in {directory!r}")
+        self._models: dict[int, Any] = {}
+        self.fixed_batch_size = self._batch_sizes[0]
+        self.device = "CPU:0"
+        self._model(self.fixed_batch_size)  # Fail at load time, not in the timed region.
+
+    def _model(self, batch_size: int) -> Any:
+        if batch_size not in self._models:
+            from components.quantizer.tflite_runtime import TFLiteModel, tflite_model_path
+
+            path = tflite_model_path(self._directory, batch_size)
+            self._models[batch_size] = TFLiteModel(path, num_threads=self._num_threads)
+        return self._models[batch_size]
+
+    def supports_batch(self, batch_size: int) -> bool:
+        return batch_size in self._batch_sizes
+
+    def batch_size_for(self, requested: int) -> int:
+        fitting = [b for b in self._batch_sizes if b <= requested]
+        return max(fitting) if fitting else min(self._batch_sizes)
+
+    def prepare(self, inputs: Sequence[np.ndarray]) -> Any:
+        model = self._model(int(inputs[0].shape[0]))
+        # Quantizing the inputs of an int8-io model is the caller's job, done untimed.
+        return model, [np.ascontiguousarray(x) for x in model.to_model_inputs(*inputs)]
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        model, arrays = prepared
+        return model.run(*arrays)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "batch_sizes": self._batch_sizes,
+            "num_threads": self._num_threads,
+        }
+
+
+@register_backend(FORMAT_TFLITE)
+class TFLiteBackend(Backend):
+    """A Quantizer TFLite artifact: `model.tflite` (+ `batch_<n>/model.tflite`), XNNPACK on."""
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        return _TFLiteVariant(uri, settings.tflite)
+
+
+class _XlaAotVariant(LoadedVariant):
+    """The XlaCompiler's ahead-of-time shared library, called through ctypes."""
+
+    def __init__(self, model: Any):
+        self._model = model
+        self.fixed_batch_size = int(model.batch_size)
+        self.device = "CPU:0"
+
+    def prepare(self, inputs: Sequence[np.ndarray]) -> Any:
+        return [
+            np.ascontiguousarray(x, dtype=dtype)
+            for x, dtype in zip(inputs, self._model.input_dtypes, strict=True)
+        ]
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        return self._model.run(*prepared)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "fixed_batch_size": self.fixed_batch_size,
+            "num_threads": self._model.num_threads,
+        }
+
+
+@register_backend(FORMAT_XLA_AOT)
+class XlaAotBackend(Backend):
+    """`libmodel.so` built by the XlaCompiler for one fixed batch size; CPU only."""
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        from components.xla_compiler.aot import AotModel
+
+        model = AotModel(uri)
+        if model.num_threads > settings.intra_op:
+            model = AotModel(uri, num_threads=settings.intra_op)
+        return _XlaAotVariant(model)

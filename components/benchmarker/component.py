@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tfx.dsl.components.base import base_component, executor_spec
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
@@ -60,7 +60,7 @@ class BenchmarkerSpec(ComponentSpec):
     }
 
 
-class Benchmarker(base_component.BaseComponent):
+class Benchmarker(base_beam_component.BaseBeamComponent):
     """Measures the baseline model and every variant, and blesses the best one.
 
     benchmarker = Benchmarker(
@@ -71,7 +71,8 @@ class Benchmarker(base_component.BaseComponent):
     """
 
     SPEC_CLASS = BenchmarkerSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    # A Beam executor spec, so the pipeline's beam_pipeline_args reach the accuracy pass.
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(
         self,

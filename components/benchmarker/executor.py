@@ -9,7 +9,7 @@ import os
 import tempfile
 from typing import Any
 
-from tfx.dsl.components.base import base_executor
+from tfx.dsl.components.base import base_beam_executor
 from tfx.types.artifact import Artifact
 
 from components.benchmarker.backends import FORMAT_NULL, FORMAT_SAVED_MODEL
@@ -84,7 +84,7 @@ def _json_safe(properties: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
-class Executor(base_executor.BaseExecutor):
+class Executor(base_beam_executor.BaseBeamExecutor):
     """Benchmarks in a child process, then writes report.json/md/html and the blessing."""
 
     def Do(

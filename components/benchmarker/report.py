@@ -602,7 +602,8 @@ def _throughput_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str
     for row in report["variants"]:
         throughput = row.get("throughput_images_per_s") or {}
         points = [(b, throughput[str(b)]) for b in batch_sizes if throughput.get(str(b))]
-        if row["status"] == "ok" and points:
+        # The null backend's millions of "images/s" would squash every real line.
+        if row["status"] == "ok" and points and row.get("format") != NULL_FORMAT:
             series.append((row["name"], points))
     if not series:
         return '<p id="throughput-chart">No throughput measured.</p>'

@@ -55,7 +55,9 @@ def set_variant_properties(
 
 
 def set_custom_property(artifact: Artifact, key: str, value: Any) -> None:
-    """Sets a custom property with the MLMD type that fits the Python value."""
+    """Sets a custom property with the MLMD type that fits the Python value (None: skipped)."""
+    if value is None:
+        return
     if isinstance(value, bool):
         artifact.set_bool_custom_property(key, value)
     elif isinstance(value, int):
@@ -68,3 +70,33 @@ def set_custom_property(artifact: Artifact, key: str, value: Any) -> None:
         # Lists and dicts: JSON strings read everywhere (MLMD UI, lineage CLI, KFP UI),
         # unlike proto-typed json_value properties which older UIs show as blobs.
         artifact.set_string_custom_property(key, json.dumps(value, sort_keys=True))
+
+
+FAILURE_FILENAME = "FAILED.txt"
+
+
+def record_failed_variant(
+    artifact: Artifact, *, variant_name: str, mode: str, error: BaseException
+) -> None:
+    """Publishes a variant that could not be produced: `status=failed` and the reason.
+
+    Whatever the transform half-wrote is removed first, so the artifact holds only
+    `FAILED.txt`; the Benchmarker shows the row as failed with this reason.
+    """
+    import tensorflow as tf
+
+    reason = f"{type(error).__name__}: {error}".strip()[:3000]
+    if tf.io.gfile.exists(artifact.uri):
+        tf.io.gfile.rmtree(artifact.uri)
+    tf.io.gfile.makedirs(artifact.uri)
+    with tf.io.gfile.GFile(os.path.join(artifact.uri, FAILURE_FILENAME), "w") as f:
+        f.write(reason + "\n")
+    set_variant_properties(
+        artifact,
+        variant_name=variant_name,
+        model_format="none",
+        size_bytes=0,
+        status=STATUS_FAILED,
+        failure_reason=reason,
+        extra={"mode": mode},
+    )

@@ -11,6 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipelines import cli
 from pipelines.local_runner import metadata_path
+from pipelines.pipeline import ALL_QUANTIZE_MODES
 from pipelines.run_results import open_store
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,16 @@ def _executions_by_node(store) -> dict[str, list]:
 def test_every_component_completes_once(first_run):
     store = open_store(metadata_path(first_run))
     by_node = _executions_by_node(store)
-    assert set(by_node) == {"model_importer", "examples_importer", "Freezer", "Benchmarker"}
+    assert set(by_node) == {
+        "model_importer",
+        "examples_importer",
+        "Freezer",
+        "InferenceOptimizer",
+        *(f"Quantizer_{mode}" for mode in ALL_QUANTIZE_MODES),
+        "XlaCompiler_jit",
+        "XlaCompiler_aot",
+        "Benchmarker",
+    }
     for node_id, executions in by_node.items():
         states = [e.last_known_state for e in executions]
         assert states == [metadata_store_pb2.Execution.COMPLETE], node_id
@@ -88,7 +98,18 @@ def test_every_output_is_linked_to_its_inputs(first_run):
         "Model",
         "Examples",
         "components.FrozenGraph",
+        "components.OptimizedGraph",
+        "components.QuantizedModel",
+        "components.XlaCompiledModel",
     }
+    for variant_type in ("OptimizedGraph", "QuantizedModel", "XlaCompiledModel"):
+        producers = [
+            e
+            for e, ids in outputs_of.items()
+            if any(artifact_type[a] == f"components.{variant_type}" for a in ids)
+        ]
+        for producer in producers:
+            assert "components.FrozenGraph" in {artifact_type[a] for a in inputs_of[producer]}
     assert {artifact_type[a] for a in outputs_of[benchmarker]} == {
         "components.BenchmarkReport",
         "components.VariantBlessing",
@@ -101,14 +122,26 @@ def test_report_has_a_row_per_variant_with_sane_figures(first_run):
     with open(os.path.join(report_artifact.uri, "report.json")) as f:
         report = json.load(f)
     rows = {v["name"]: v for v in report["variants"]}
-    assert {"baseline_saved_model", "frozen_graph"} <= set(rows)
-    for name in ("baseline_saved_model", "frozen_graph"):
+    assert set(rows) == {
+        "baseline_saved_model",
+        "frozen_graph",
+        "optimized_graph",
+        "tflite_float16",
+        "tflite_dynamic_range",
+        "tflite_int8",
+        "weights_int8_graph",
+        "onednn_int8",
+        "xla_jit",
+        "xla_aot",
+        "null_harness_overhead",
+    }
+    for name in rows.keys() - {"null_harness_overhead"}:
         row = rows[name]
-        assert row["status"] == "ok"
+        assert row["status"] == "ok", (name, row.get("failure_reason"))
         latency = row["latency"]["summary"]
         assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] < 1000
-        assert row["top1"] > 0.85  # The digits CNN reaches ~0.94.
-        assert row["size_bytes"] > 10_000
+        assert row["top1"] > 0.85, name  # The digits CNN reaches ~0.94.
+        assert row["size_bytes"] > 10_000, name
     assert rows["frozen_graph"]["top1_agreement"] == pytest.approx(1.0)
     properties = report_artifact.custom_properties
     assert properties["frozen_graph.p50_ms"].double_value > 0

@@ -1,0 +1,1 @@
+"""InferenceOptimizer: frozen GraphDef in, optimized GraphDef plus servable SavedModel out."""

@@ -1,0 +1,258 @@
+"""The Quantizer's modes: one small class each, found by name in a registry.
+
+    mode = get_mode("int8")
+    outcome = mode.run(graph_def, signature, calibration_images, output_dir, settings)
+
+Each mode writes its files into `output_dir` and returns the properties its artifact
+records. A mode that cannot quantize a model raises; the executor turns that into an
+artifact with `status=failed` and the reason, so the pipeline goes on and the
+Benchmarker's table shows why (see components/quantizer/executor.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from components.common.errors import UserInputError
+from components.common.signature import GraphSignature
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+FORMAT_TFLITE = "tflite"
+FORMAT_GRAPHDEF = "graphdef"
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeSettings:
+    """Knobs shared by the modes; each mode reads the ones it needs."""
+
+    num_calibration: int = 200
+    inference_io_type: str = "float32"  # TFLite int8 only: "float32" or "int8".
+    batch_sizes: tuple[int, ...] = (1, 8, 32)  # TFLite: one static-batch model per size.
+
+    def __post_init__(self) -> None:
+        if self.num_calibration < 1:
+            raise UserInputError(f"num_calibration must be at least 1, got {self.num_calibration}")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise UserInputError(f"batch_sizes must be positive, got {list(self.batch_sizes)}")
+
+
+@dataclasses.dataclass
+class ModeOutcome:
+    """What a mode produced: the artifact format and the facts to record."""
+
+    model_format: str
+    size_bytes: int
+    calibration_samples: int
+    float_ops: list[Any]
+    hardware_requirements: list[str]
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class QuantizeMode(abc.ABC):
+    """One quantization mode."""
+
+    name: str = ""
+    variant_name: str = ""
+    needs_calibration: bool = False
+
+    @abc.abstractmethod
+    def run(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: GraphSignature,
+        calibration: np.ndarray | None,
+        output_dir: str,
+        settings: QuantizeSettings,
+    ) -> ModeOutcome:
+        """Quantizes `graph_def` into `output_dir`."""
+
+
+_MODES: dict[str, QuantizeMode] = {}
+
+
+def register_mode(cls: type[QuantizeMode]) -> type[QuantizeMode]:
+    """Class decorator adding a mode to the registry; a second `name` is an error."""
+    if cls.name in _MODES:
+        raise ValueError(f"quantization mode {cls.name!r} registered twice")
+    _MODES[cls.name] = cls()
+    return cls
+
+
+def mode_names() -> list[str]:
+    return list(_MODES)
+
+
+def get_mode(name: str) -> QuantizeMode:
+    try:
+        return _MODES[name]
+    except KeyError:
+        raise UserInputError(
+            f"Unknown quantization mode {name!r}; choose from {', '.join(_MODES)}."
+        ) from None
+
+
+class _TFLiteMode(QuantizeMode):
+    """Shared body of the TFLite modes: convert in a subprocess, one model per batch size."""
+
+    tflite_mode: str = ""
+    requirements: tuple[str, ...] = ()
+
+    def run(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: GraphSignature,
+        calibration: np.ndarray | None,
+        output_dir: str,
+        settings: QuantizeSettings,
+    ) -> ModeOutcome:
+        from components.quantizer.tflite_quantization import quantize_to_tflite
+
+        result = quantize_to_tflite(
+            graph_def,
+            signature,
+            self.tflite_mode,
+            output_dir,
+            calibration_inputs=calibration,
+            num_calibration=settings.num_calibration,
+            inference_io_type=settings.inference_io_type if self.needs_calibration else "float32",
+            batch_size=settings.batch_sizes[0],
+            extra_batch_sizes=settings.batch_sizes[1:],
+        )
+        return ModeOutcome(
+            model_format=FORMAT_TFLITE,
+            size_bytes=result.size_bytes,
+            calibration_samples=result.calibration_samples,
+            float_ops=result.float_ops,
+            hardware_requirements=list(self.requirements),
+            properties={
+                "quantized_op_fraction": result.quantized_op_fraction,
+                "xnnpack_partitions": result.xnnpack_partitions,
+                "xnnpack_fully_delegated": result.fully_delegated,
+                "inference_input_type": result.inference_input_type,
+                "inference_output_type": result.inference_output_type,
+                "warnings": result.warnings,
+                "size_ratio_to_float32_tflite": result.report["sizes"].get(
+                    "ratio_to_float32_tflite"
+                ),
+                "max_abs_diff_vs_frozen_graph": result.report.get("max_abs_diff_vs_frozen_graph"),
+            },
+        )
+
+
+@register_mode
+class Float16(_TFLiteMode):
+    """TFLite with float16 weights (XNNPACK dequantizes them to fp32 on CPUs)."""
+
+    name = "float16"
+    variant_name = "tflite_float16"
+    tflite_mode = "float16"
+
+
+@register_mode
+class DynamicRange(_TFLiteMode):
+    """TFLite with int8 weights and float activations (hybrid kernels)."""
+
+    name = "dynamic_range"
+    variant_name = "tflite_dynamic_range"
+    tflite_mode = "dynamic_range"
+    requirements = ("int8",)
+
+
+@register_mode
+class FullInt8(_TFLiteMode):
+    """TFLite full-integer post-training quantization, calibrated on real examples."""
+
+    name = "int8"
+    variant_name = "tflite_int8"
+    tflite_mode = "int8"
+    needs_calibration = True
+    requirements = ("int8",)
+
+
+@register_mode
+class WeightsInt8Graph(QuantizeMode):
+    """A TF graph with 8-bit weights and Dequantize ops: small on disk, computes in fp32."""
+
+    name = "weights_int8_graph"
+    variant_name = "weights_int8_graph"
+
+    def run(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: GraphSignature,
+        calibration: np.ndarray | None,
+        output_dir: str,
+        settings: QuantizeSettings,
+    ) -> ModeOutcome:
+        from components.quantizer.weights_int8_graph import (
+            quantize_weights_int8_graph,
+            write_weights_int8_graph,
+        )
+
+        quantized, info = quantize_weights_int8_graph(graph_def, signature)
+        write_weights_int8_graph(quantized, signature, info, output_dir)
+        return ModeOutcome(
+            model_format=FORMAT_GRAPHDEF,
+            size_bytes=info.graph_bytes_after,
+            calibration_samples=0,
+            float_ops=[{"op": op, "name": name} for op, name in info.float_compute_ops],
+            hardware_requirements=[],
+            properties={"quantized_weights": len(info.quantized_weights)},
+        )
+
+
+@register_mode
+class OneDnnInt8(QuantizeMode):
+    """A TF graph whose convolutions and matmuls run on oneDNN's int8 (VNNI/AMX) kernels."""
+
+    name = "onednn_int8"
+    variant_name = "onednn_int8"
+    needs_calibration = True
+
+    def run(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: GraphSignature,
+        calibration: np.ndarray | None,
+        output_dir: str,
+        settings: QuantizeSettings,
+    ) -> ModeOutcome:
+        from components.common.graph_io import GRAPH_FILENAME
+        from components.quantizer.onednn_int8 import quantize_onednn_int8, write_onednn_int8
+
+        if calibration is None:
+            raise UserInputError("onednn_int8 needs calibration examples; none were given.")
+        result = quantize_onednn_int8(
+            graph_def, signature, calibration, num_calibration=settings.num_calibration
+        )
+        paths = write_onednn_int8(result, signature, output_dir)
+        kernels = result.kernels.to_json() if result.kernels else None
+        return ModeOutcome(
+            model_format=FORMAT_GRAPHDEF,
+            size_bytes=_file_size(paths["graph"]) if paths.get("graph") else 0,
+            calibration_samples=result.calibration_samples,
+            float_ops=[dataclasses.asdict(k) for k in result.kept_float],
+            hardware_requirements=["int8", "onednn"],
+            properties={
+                "quantized_op_counts": result.quantized_op_counts,
+                "float_op_counts": result.float_op_counts,
+                "onednn_kernels": kernels,
+                "graph_file": GRAPH_FILENAME,
+            },
+        )
+
+
+def _file_size(path: str) -> int:
+    import tensorflow as tf
+
+    return int(tf.io.gfile.stat(path).length)
+
+
+def calibration_required(modes: list[str]) -> bool:
+    return any(get_mode(m).needs_calibration for m in modes)

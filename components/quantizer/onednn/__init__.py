@@ -1,0 +1,1 @@
+"""Building blocks of the oneDNN int8 rewrite: graph editing, folding, calibration, kernels."""

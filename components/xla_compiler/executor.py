@@ -1,0 +1,103 @@
+"""XlaCompiler executor: a JIT SavedModel or ahead-of-time machine code, failures recorded."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tfx.dsl.components.base import base_executor
+from tfx.types.artifact import Artifact
+
+from components.common.artifact_utils import (
+    directory_size_bytes,
+    record_failed_variant,
+    set_variant_properties,
+    single_artifact,
+)
+from components.common.graph_io import load_graph_def
+from components.common.signature import GraphSignature
+
+MODES = ("jit", "aot")
+FORMAT_XLA_JIT = "xla_jit_saved_model"
+FORMAT_XLA_AOT = "xla_aot"
+SAVED_MODEL_DIRNAME = "saved_model"
+
+
+def compile_variant(
+    graph_def: Any,
+    signature: GraphSignature,
+    mode: str,
+    output_dir: str,
+    batch_size: int,
+    target_cpu: str = "host",
+) -> tuple[str, dict[str, Any]]:
+    """Compiles one XLA variant into `output_dir`; returns (format, properties to record)."""
+    if mode == "jit":
+        from components.xla_compiler.jit import compile_jit_saved_model
+
+        info = compile_jit_saved_model(
+            graph_def, signature, os.path.join(output_dir, SAVED_MODEL_DIRNAME)
+        )
+        signature.save(output_dir)
+        return FORMAT_XLA_JIT, {
+            "compile_seconds": info.get("xla_compile_time_s") or 0.0,
+            "export_seconds": info.get("export_time_s") or 0.0,
+        }
+    from components.xla_compiler.aot import compile_aot
+
+    result = compile_aot(
+        graph_def,
+        signature,
+        output_dir,
+        batch_size=batch_size,
+        target_cpu=target_cpu,
+        # None: the shared runtime object cache ($INFERENCE_OPTIMIZER_XLA_RUNTIME_CACHE or
+        # ~/.cache), so the XLA runtime is compiled once per machine, not per build.
+        runtime_cache_dir=None,
+    )
+    return FORMAT_XLA_AOT, {
+        "compile_seconds": result.compile_time_s,
+        "target_cpu_features": result.target_features,
+        "target_triple": result.target_triple,
+        "target_cpu": result.target_cpu,
+        "required_cpu_flags": list(result.required_cpu_flags),
+        "object_size_bytes": result.object_size_bytes,
+        "shared_library_size_bytes": result.shared_library_size_bytes,
+        "shared_library_build_seconds": result.shared_library_build_time_s,
+        "batch_size": batch_size,
+    }
+
+
+class Executor(base_executor.BaseExecutor):
+    """Compiles the frozen graph with XLA; a graph XLA cannot compile becomes a failed variant."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[Artifact]],
+        output_dict: dict[str, list[Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        frozen = single_artifact(input_dict["frozen_graph"], "frozen_graph")
+        output = single_artifact(output_dict["compiled_model"], "compiled_model")
+        mode = exec_properties["mode"]
+        variant_name = f"xla_{mode}"
+        signature = GraphSignature.load(frozen.uri)
+        try:
+            model_format, properties = compile_variant(
+                load_graph_def(frozen.uri),
+                signature,
+                mode,
+                output.uri,
+                int(exec_properties["batch_size"]),
+                exec_properties["target_cpu"],
+            )
+        except Exception as error:  # XLA could not compile this graph: a failed variant.
+            record_failed_variant(output, variant_name=variant_name, mode=mode, error=error)
+            return
+        set_variant_properties(
+            output,
+            variant_name=variant_name,
+            model_format=model_format,
+            size_bytes=directory_size_bytes(output.uri),
+            extra={"mode": mode, "hardware_requirements": ["xla"], **properties},
+        )
