@@ -1,40 +1,68 @@
-# Runtime image for the Kubeflow pipeline: every component's executor runs in it.
-#
-# GPU-capable: the CUDA 12.3 + cuDNN 9 runtime base is what TF 2.16.2's pip wheel
-# links against, so the Benchmarker uses a GPU when the pod has one (and the CPU
-# otherwise). Ubuntu 22.04 ships Python 3.10, the only Python tfx 1.16 supports.
+# Runtime image for the Kubeflow pipeline: every step's container runs in it, as
+#   python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor ...
+# so `python` on PATH must be the environment holding tfx, this project and its executors.
 #
 #   docker build -t REGISTRY/tfx-inference-optimizer:0.1.0 .
-FROM nvidia/cuda:12.3.2-cudnn9-runtime-ubuntu22.04
+#   docker push REGISTRY/tfx-inference-optimizer:0.1.0
+#   inference-optimizer compile --image REGISTRY/tfx-inference-optimizer:0.1.0 ...
+#
+# GPU-capable through a CUDA base image. TF 2.16.2's pip wheel is built against CUDA 12.3
+# and cuDNN 8.9 (TF's tested build configurations), so the base is the CUDA 12.3 runtime and
+# cuDNN 8.9 comes from NVIDIA's apt repository, which that base image already configures.
+# (The image's default cuDNN 9 tag would leave TF unable to load libcudnn.so.8: no GPU.)
+# On a node without a GPU the same image runs everything on the CPU.
+FROM nvidia/cuda:12.3.2-runtime-ubuntu22.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
-# python3.10-venv for the virtualenv; g++/cmake/make build the XLA AOT runtime library.
+# - python3.10 (+venv): the only Python tfx 1.16 supports, and Ubuntu 22.04's own;
+# - libcudnn8 8.9 for CUDA 12: what TF 2.16 links against;
+# - cuda-nvcc-12-3: ptxas, which XLA's GPU JIT needs to compile kernels;
+# - g++, cmake, make: build the XLA AOT runtime library (XlaCompiler, mode aot).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3.10 python3.10-venv python3-pip ca-certificates g++ cmake make \
+        python3.10 python3.10-venv python3-pip ca-certificates \
+        libcudnn8=8.9.7.29-1+cuda12.2 cuda-nvcc-12-3 \
+        g++ cmake make \
+    && apt-mark hold libcudnn8 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/tfx-inference-optimizer
-# The lock and the install script first, so code edits do not invalidate this layer.
+# Dependencies first, through the one install path and the one lock, so editing the code
+# does not invalidate this (3 GB) layer.
 COPY requirements.lock setup.py README.md ./
 COPY scripts/install-env.sh scripts/install-env.sh
 COPY components/version.py components/version.py
 RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 INSTALL_PROJECT=0 \
         bash scripts/install-env.sh
 
-# The project itself: `components` and `pipelines` must import by the names the
-# compiled pipeline uses (executor class paths, artifact schema titles).
+# The project itself, installed (not editable) into the same environment: the compiled
+# pipeline imports executors (components.benchmarker.executor.Executor) and artifact types
+# (components.BenchmarkReport) by these names, from any working directory.
 COPY components/ components/
 COPY pipelines/ pipelines/
 RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 bash scripts/install-env.sh
-
 ENV PATH=/opt/venv/bin:$PATH
+
+# The embedded default (digits CNN and its eval Examples, trained in seconds on CPU), so
+# a package compiled without --model-uri/--examples-uri runs the demo on the cluster.
+# Must match pipelines/kubeflow/config.py: IMAGE_DEMO_DIR.
+RUN python -c "from pipelines.embedded_default import ensure_embedded_default as e; \
+print(e('/opt/tfx-inference-optimizer/demo'))"
+
+# The image checks itself: compile the default package with this environment and import
+# every executor and artifact type it names, as the pods will.
+RUN cd /tmp \
+    && inference-optimizer compile --output /tmp/check/pipeline.yaml \
+    && python -m pipelines.kubeflow.image_check /tmp/check/pipeline.yaml \
+    && rm -rf /tmp/check
+
 RUN useradd --create-home --uid 1000 optimizer
-USER optimizer
+USER 1000
 WORKDIR /home/optimizer
+# KFP sets each step's command; this default only answers `docker run IMAGE`.
 ENTRYPOINT []
 CMD ["inference-optimizer", "--help"]

@@ -26,7 +26,13 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["components", "components.*", "pipelines", "pipelines.*"]),
-    include_package_data=True,
+    # Non-Python files the installed package needs (the Docker image installs it
+    # non-editable): the XLA AOT C entry point and the report schema.
+    package_data={
+        "components.benchmarker": ["*.md"],
+        "components.xla_compiler": ["aot_runtime/*.cc"],
+        "pipelines.lineage": ["*.md"],
+    },
     install_requires=[
         # tfx 1.16.0 is the newest full TFX that installs (see shared/KNOWLEDGE.md).
         "tfx[kfp]==1.16.0",

@@ -21,7 +21,10 @@ EXIT_FAILED = 1
 # Each module defines `add_parser(subparsers)`, which registers its sub-command and sets
 # `execute=function(args) -> exit code` as a default. These modules import only argparse
 # at top level, so building the parser stays fast; heavy imports happen in `execute`.
-COMMAND_MODULES = ("pipelines.run_command",)
+COMMAND_MODULES = (
+    "pipelines.run_command",
+    "pipelines.kubeflow.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

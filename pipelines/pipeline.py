@@ -1,7 +1,7 @@
 """The pipeline definition, shared by the local run and the Kubeflow compile.
 
 `create_pipeline(...)` only builds objects: no files are written and nothing runs.
-Runners (pipelines/local_runner.py, pipelines/kubeflow_runner.py) call it.
+Runners (pipelines/local_runner.py, pipelines/kubeflow/compiler.py) call it.
 """
 
 from __future__ import annotations

@@ -59,7 +59,9 @@ def set_custom_property(artifact: Artifact, key: str, value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool):
-        artifact.set_bool_custom_property(key, value)
+        # As 0/1 (like ModelBlessing's `blessed`): TFX 1.16's Kubeflow entrypoint cannot
+        # pass bool-typed custom properties on, and fails the task after its work is done.
+        artifact.set_int_custom_property(key, int(value))
     elif isinstance(value, int):
         artifact.set_int_custom_property(key, value)
     elif isinstance(value, float):

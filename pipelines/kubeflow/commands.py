@@ -1,0 +1,364 @@
+"""`inference-optimizer compile | submit | schedule`: the pipeline on Kubeflow Pipelines.
+
+Only the standard library is imported at module level: the CLI imports this module to
+build its parser, and `--help` must stay fast. TFX loads only inside `compile`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+KFP_HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp's own variable for the API address
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Registers `compile`, `submit` and `schedule`."""
+    _add_compile(subparsers)
+    _add_submit(subparsers)
+    _add_schedule(subparsers)
+
+
+def _add_compile(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compile",
+        help="compile the pipeline into a Kubeflow Pipelines v2 package (YAML)",
+        description=(
+            "Compile the same pipeline as `run` into a KFP v2 package: the PipelineSpec plus "
+            "a Kubernetes PlatformSpec that puts the Benchmarker on GPU nodes. Every option "
+            "can also come from --config FILE (keys are the option names with underscores); "
+            "options on the command line win."
+        ),
+    )
+    parser.add_argument("--config", help="YAML file of these settings, e.g. kept in git")
+    parser.add_argument("--output", help="package path, ending in .yaml (default pipeline.yaml)")
+    parser.add_argument(
+        "--image",
+        help="container image for every step (default tfx-inference-optimizer:<version>)",
+    )
+    parser.add_argument("--pipeline-name", help="default inference-optimizer")
+    parser.add_argument(
+        "--pipeline-root",
+        help="gs:// or s3:// URI for artifacts (default: none; then give it at submit time)",
+    )
+    parser.add_argument(
+        "--model-uri",
+        help="default of the model_uri run parameter (default: the demo model in the image)",
+    )
+    parser.add_argument(
+        "--examples-uri",
+        help="default of the examples_uri run parameter (default: the demo examples)",
+    )
+    gpu = parser.add_argument_group("Benchmarker placement and limits")
+    gpu.add_argument(
+        "--gpu-node-selector",
+        action="append",
+        metavar="KEY=VALUE",
+        help="node label the Benchmarker's pod must match (repeatable)",
+    )
+    gpu.add_argument(
+        "--gpu-toleration",
+        action="append",
+        dest="gpu_tolerations",
+        metavar="KEY[=VALUE]:EFFECT",
+        help="taint the Benchmarker's pod tolerates, e.g. nvidia.com/gpu:NoSchedule (repeatable)",
+    )
+    gpu.add_argument("--gpus", type=int, help="GPUs for the Benchmarker (default 0: CPU only)")
+    gpu.add_argument("--accelerator", help="GPU resource name (default nvidia.com/gpu)")
+    gpu.add_argument("--benchmarker-cpu", metavar="CPU", help="CPU limit, e.g. 4 or 3500m")
+    gpu.add_argument("--benchmarker-memory", metavar="MEM", help="memory limit, e.g. 16Gi")
+    other = parser.add_argument_group("other steps")
+    other.add_argument("--cpu", help="CPU limit of every other step, e.g. 2")
+    other.add_argument("--memory", help="memory limit of every other step, e.g. 8Gi")
+    other.add_argument(
+        "--no-cache",
+        dest="enable_cache",
+        action="store_const",
+        const=False,
+        help="compile with KFP caching off for every step",
+    )
+    other.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds each benchmark timing scenario may take",
+    )
+    parser.set_defaults(execute=compile_command)
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default=os.environ.get(KFP_HOST_ENV),
+        help=f"Kubeflow Pipelines API URL, e.g. http://localhost:8080 (default ${KFP_HOST_ENV})",
+    )
+    parser.add_argument("--token", help="bearer token for the API (prefer --token-file)")
+    parser.add_argument("--token-file", help="file holding the bearer token")
+    parser.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="authenticate as this pod's service account (run from inside the cluster)",
+    )
+    parser.add_argument("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for each API call"
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--package", default="pipeline.yaml", help="compiled package (default pipeline.yaml)"
+    )
+    parser.add_argument(
+        "--experiment", default="inference-optimizer", help="experiment to file runs under"
+    )
+    parser.add_argument("--name", help="run name shown in the Kubeflow UI")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pipeline parameter (repeatable), e.g. model_uri=gs://bucket/models/7",
+    )
+    parser.add_argument("--model-uri", help="same as --param model_uri=URI")
+    parser.add_argument("--examples-uri", help="same as --param examples_uri=URI")
+    parser.add_argument("--pipeline-root", help="gs:// or s3:// root (default: the package's)")
+    parser.add_argument(
+        "--pipeline-name", help="pipeline to upload into (default: the package's name)"
+    )
+    parser.add_argument(
+        "--no-cache",
+        dest="enable_caching",
+        action="store_const",
+        const=False,
+        help="rerun every step instead of reusing cached results",
+    )
+    parser.add_argument("--service-account", help="Kubernetes service account for the run's pods")
+    _add_connection_arguments(parser)
+
+
+def _add_submit(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "submit",
+        help="upload a compiled package to Kubeflow Pipelines and start one run",
+        description=(
+            "Upload the package as a version of its pipeline (reused if already uploaded) "
+            "and start one run of it."
+        ),
+    )
+    _add_run_arguments(parser)
+    parser.set_defaults(execute=submit_command)
+
+
+def _add_schedule(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "schedule",
+        help="upload a compiled package and create a recurring run on a cron schedule",
+        description=(
+            "Upload the package as a version of its pipeline and create a recurring run. "
+            "KFP's cron has 6 fields, seconds first: '0 0 3 * * *' is every day at 03:00."
+        ),
+    )
+    parser.add_argument("--cron", required=True, help="6-field cron, e.g. '0 0 3 * * *'")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=1, help="runs that may overlap (1-10, default 1)"
+    )
+    parser.add_argument(
+        "--no-catchup",
+        action="store_true",
+        help="after a pause, run once instead of once per missed slot",
+    )
+    parser.add_argument("--start-time", help="RFC 3339 time the schedule starts")
+    parser.add_argument("--end-time", help="RFC 3339 time the schedule ends")
+    _add_run_arguments(parser)
+    parser.set_defaults(execute=schedule_command)
+
+
+# ---------------------------------------------------------------------------- compile
+
+_COMPILE_KEYS = (
+    "output",
+    "image",
+    "pipeline_name",
+    "pipeline_root",
+    "model_uri",
+    "examples_uri",
+    "gpu_node_selector",
+    "gpu_tolerations",
+    "gpus",
+    "accelerator",
+    "benchmarker_cpu",
+    "benchmarker_memory",
+    "cpu",
+    "memory",
+    "enable_cache",
+    "time_budget",
+)
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    from pipelines.kubeflow.compiler import compile_package
+    from pipelines.kubeflow.config import build_settings
+
+    overrides = {key: getattr(args, key) for key in _COMPILE_KEYS}
+    settings = build_settings(args.config, overrides)
+    if not args.verbose:
+        _quiet_tfx_logs()
+    print(f"Compiling pipeline {settings.pipeline_name!r} for Kubeflow ...", file=sys.stderr)
+    package = compile_package(settings)
+    print(describe_package(package, settings))
+    return 0
+
+
+def describe_package(package: Any, settings: Any) -> str:
+    """What was compiled, in a few lines, and the next command to run."""
+    spec = package.pipeline_spec
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    root = spec.get("defaultPipelineRoot") or "none (pass --pipeline-root to submit/schedule)"
+    benchmarker = [f"{settings.gpus} x {settings.accelerator}"] if settings.gpus > 0 else ["CPU"]
+    if settings.benchmarker_cpu is not None:
+        benchmarker.append(f"cpu {settings.benchmarker_cpu:g}")
+    if settings.benchmarker_memory_gb is not None:
+        benchmarker.append(f"memory {settings.benchmarker_memory_gb:g} G")
+    if settings.gpu_node_selector:
+        pairs = ", ".join(f"{k}={v}" for k, v in sorted(settings.gpu_node_selector.items()))
+        benchmarker.append(f"nodes {pairs}")
+    if settings.gpu_tolerations:
+        names = ", ".join(
+            f"{t.key}{'=' + t.value if t.value else ''}:{t.effect}"
+            for t in settings.gpu_tolerations
+        )
+        benchmarker.append(f"tolerates {names}")
+    others = []
+    if settings.cpu is not None:
+        others.append(f"cpu {settings.cpu:g}")
+    if settings.memory_gb is not None:
+        others.append(f"memory {settings.memory_gb:g} G")
+    lines = [
+        f"Compiled {spec['pipelineInfo']['name']!r} -> {package.path}",
+        f"  image:          {settings.image}",
+        f"  pipeline root:  {root}",
+        *(
+            f"  parameter:      {name} (default {p.get('defaultValue')!r})"
+            for name, p in sorted(parameters.items())
+        ),
+        f"  Benchmarker:    {', '.join(benchmarker)}",
+        f"  other steps:    {', '.join(others) or 'no limits'}",
+        f"Next: inference-optimizer submit --host URL --package {package.path}",
+    ]
+    return "\n".join(lines)
+
+
+def _quiet_tfx_logs() -> None:
+    # TFX logs every compile step at INFO; the summary above replaces that.
+    logging.getLogger().setLevel(logging.ERROR)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+# ---------------------------------------------------------------------------- submit, schedule
+
+
+def connection_from_args(args: argparse.Namespace) -> Any:
+    from components.common.errors import UserInputError
+    from pipelines.kubeflow.client import Connection
+
+    token = args.token
+    if args.token_file:
+        if token:
+            raise UserInputError("Pass --token or --token-file, not both.")
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as error:
+            raise UserInputError(
+                f"Cannot read --token-file {args.token_file!r}: {error.strerror}."
+            ) from None
+    if token and args.in_cluster:
+        raise UserInputError("Pass a token or --in-cluster, not both.")
+    return Connection(
+        host=args.host,
+        token=token,
+        in_cluster=args.in_cluster,
+        namespace=args.namespace,
+        timeout_s=args.timeout,
+    )
+
+
+def run_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from components.common.errors import UserInputError
+    from pipelines.kubeflow.client import parse_params
+    from pipelines.kubeflow.compiler import EXAMPLES_URI_PARAMETER, MODEL_URI_PARAMETER
+
+    params = parse_params(args.param)
+    for name, value in (
+        (MODEL_URI_PARAMETER, args.model_uri),
+        (EXAMPLES_URI_PARAMETER, args.examples_uri),
+    ):
+        if value is None:
+            continue
+        if name in params:
+            raise UserInputError(f"Pass {name} once: as --{name.replace('_', '-')} or --param.")
+        params[name] = value
+    return {
+        "experiment": args.experiment,
+        "name": args.name,
+        "params": params,
+        "pipeline_root": args.pipeline_root,
+        "pipeline_name": args.pipeline_name,
+        "enable_caching": args.enable_caching,
+        "service_account": args.service_account,
+    }
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    from pipelines.kubeflow.client import RunOptions, connect, submit_run
+    from pipelines.kubeflow.compiler import load_package
+
+    options = RunOptions(**run_options_from_args(args))
+    load_package(args.package)  # A bad package fails before any network call.
+    connection = connection_from_args(args)
+    client = connect(connection)
+    submitted = submit_run(client, connection, args.package, options)
+    print(describe_submitted(submitted))
+    return 0
+
+
+def schedule_command(args: argparse.Namespace) -> int:
+    from pipelines.kubeflow.client import (
+        ScheduleOptions,
+        check_cron,
+        check_max_concurrency,
+        connect,
+        schedule_recurring_run,
+    )
+    from pipelines.kubeflow.compiler import load_package
+
+    options = ScheduleOptions(
+        **run_options_from_args(args),
+        cron=check_cron(args.cron),
+        max_concurrency=check_max_concurrency(args.max_concurrency),
+        no_catchup=args.no_catchup,
+        start_time=args.start_time,
+        end_time=args.end_time,
+    )
+    load_package(args.package)
+    connection = connection_from_args(args)
+    client = connect(connection)
+    submitted = schedule_recurring_run(client, connection, args.package, options)
+    print(describe_submitted(submitted))
+    return 0
+
+
+def describe_submitted(submitted: Any) -> str:
+    return "\n".join(
+        [
+            f"Pipeline version: {submitted.pipeline_version_name} "
+            f"(pipeline {submitted.pipeline_id}, version {submitted.pipeline_version_id})",
+            f"Created {submitted.kind} {submitted.name!r} (id {submitted.id})",
+            f"  {submitted.url}",
+        ]
+    )
