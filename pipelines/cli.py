@@ -24,6 +24,7 @@ EXIT_FAILED = 1
 COMMAND_MODULES = (
     "pipelines.run_command",
     "pipelines.kubeflow.commands",
+    "pipelines.lineage.commands",
 )
 
 
