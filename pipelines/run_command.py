@@ -71,6 +71,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated InferenceOptimizer transforms (default: all but bfloat16)",
     )
+    run.add_argument(
+        "--metadata-mysql-host",
+        help="record MLMD in this MySQL/MariaDB server instead of DIR/metadata.sqlite "
+        "(password from $MLMD_MYSQL_PASSWORD)",
+    )
+    run.add_argument("--metadata-mysql-port", type=int, default=3306)
+    run.add_argument("--metadata-mysql-database", default="metadb")
+    run.add_argument("--metadata-mysql-user", default="root")
     run.add_argument("--no-cache", action="store_true", help="rerun every component")
     run.set_defaults(execute=run_command)
 
@@ -102,20 +110,43 @@ def resolve_inputs(args: argparse.Namespace, output_dir: str) -> tuple[str, str]
     return default.model_uri, default.examples_uri
 
 
+def metadata_store_config(args: argparse.Namespace, output_dir: str) -> tuple[Any, str]:
+    """The MLMD connection: DIR/metadata.sqlite, or a MySQL server when one is named."""
+    if not args.metadata_mysql_host:
+        from pipelines.local_runner import metadata_path, sqlite_connection_config
+
+        return sqlite_connection_config(output_dir), metadata_path(output_dir)
+    from pipelines.lineage.store import (
+        DEFAULT_PASSWORD_ENV,
+        MySQLLocation,
+        mysql_connection_config,
+    )
+
+    location = MySQLLocation(
+        host=args.metadata_mysql_host,
+        port=args.metadata_mysql_port,
+        database=args.metadata_mysql_database,
+        user=args.metadata_mysql_user,
+    )
+    password = os.environ.get(DEFAULT_PASSWORD_ENV, "")
+    # A first run may create the database; lineage readers never do.
+    config = mysql_connection_config(location, password, create_database=True)
+    lineage_flags = (
+        f"--mysql-host {location.host} --mysql-port {location.port} "
+        f"--mysql-database {location.database} --mysql-user {location.user}"
+    )
+    return config, f"{location.describe()} (lineage flags: {lineage_flags})"
+
+
 def run_command(args: argparse.Namespace) -> int:
     pipeline_name = args.pipeline_name or DEFAULT_PIPELINE_NAME
     output_dir = os.path.abspath(args.output or os.path.join("runs", pipeline_name))
     os.makedirs(output_dir, exist_ok=True)
     model_uri, examples_uri = resolve_inputs(args, output_dir)
 
-    from pipelines.local_runner import (
-        PIPELINE_ROOT_DIRNAME,
-        metadata_path,
-        run_pipeline,
-        sqlite_connection_config,
-    )
+    from pipelines.local_runner import PIPELINE_ROOT_DIRNAME, run_pipeline
     from pipelines.pipeline import PipelineSettings, create_pipeline
-    from pipelines.run_results import latest_run, open_store
+    from pipelines.run_results import latest_run
 
     if not args.verbose:
         # TFX and Beam log every step (and a few harmless warnings); the progress
@@ -144,12 +175,13 @@ def run_command(args: argparse.Namespace) -> int:
         max_accuracy_drop=args.max_accuracy_drop,
         max_p99_ms=args.max_p99_ms,
     )
+    connection_config, store_description = metadata_store_config(args, output_dir)
     pipeline = create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=os.path.join(output_dir, PIPELINE_ROOT_DIRNAME),
         model_uri=model_uri,
         examples_uri=examples_uri,
-        metadata_connection_config=sqlite_connection_config(output_dir),
+        metadata_connection_config=connection_config,
         settings=settings,
         enable_cache=not args.no_cache,
     )
@@ -158,7 +190,9 @@ def run_command(args: argparse.Namespace) -> int:
     run_pipeline(pipeline, progress_stream=sys.stderr)
     print(f"Pipeline finished in {time.monotonic() - started:.1f}s.", file=sys.stderr)
 
-    summary = latest_run(open_store(metadata_path(output_dir)), pipeline_name)
+    from ml_metadata.metadata_store import metadata_store
+
+    summary = latest_run(metadata_store.MetadataStore(connection_config), pipeline_name)
     if summary is None or summary.report is None:
         raise RuntimeError(f"the run finished but no benchmark report was found in {output_dir}")
     from components.benchmarker.report import render_text_table
@@ -175,5 +209,5 @@ def run_command(args: argparse.Namespace) -> int:
     if cached:
         print(f"Served from cache: {', '.join(cached)} (use --no-cache to rerun).")
     print(f"Report:   {os.path.join(summary.report_uri, 'report.html')}")
-    print(f"Metadata: {metadata_path(output_dir)} (inspect with `inference-optimizer lineage`)")
+    print(f"Metadata: {store_description} (inspect with `inference-optimizer lineage`)")
     return 0

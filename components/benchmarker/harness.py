@@ -52,8 +52,12 @@ class BenchmarkSettings:
     inter_op_threads: int = 1
     tflite_threads: int = 2
     warmup_calls: int = 20
+    # Calls per timing window, at most; slow variants get fewer calls so that a window
+    # lasts about `window_target_s` (never fewer than `min_window_size` calls).
     latency_window_size: int = 50
     throughput_window_size: int = 5
+    window_target_s: float = 0.25
+    min_window_size: int = 3
     cv_threshold: float = 0.05
     min_windows: int = 3
     max_windows: int = 30
@@ -320,12 +324,13 @@ def _measure_batch(
     for name, variant in loaded.items():
         prepared = variant.prepare([batch])
         calls[name] = lambda v=variant, p=prepared: v.run(p)
+    window_sizes = _window_sizes(calls, window_size, settings)
     while calls:
         try:
             return stats.measure_interleaved(
                 calls,
                 warmup_calls=settings.warmup_calls,
-                window_size=window_size,
+                window_size={n: window_sizes[n] for n in calls},
                 criterion=criterion,
             )
         except stats.VariantCallError as error:
@@ -334,6 +339,35 @@ def _measure_batch(
             calls.pop(error.variant)
             loaded.pop(error.variant)
     return {}
+
+
+def _window_sizes(
+    calls: dict[str, Any], max_size: int, settings: BenchmarkSettings
+) -> dict[str, int]:
+    """Calls per window for each variant, so slow and fast variants get similar windows.
+
+    A 400 ms XLA call with 50-call windows would spend the whole time budget in one
+    window and could never be judged stable; a 0.05 ms TFLite call needs many calls
+    per window to beat timer noise. Three probe calls estimate each latency. A probe
+    that raises is left for the measurement to report (as a failed variant).
+    """
+    import statistics
+
+    sizes = {}
+    for name, call in calls.items():
+        durations = []
+        try:
+            for _ in range(3):
+                started = time.perf_counter()
+                call()
+                durations.append(time.perf_counter() - started)
+        except Exception:  # Reported by measure_interleaved as VariantCallError.
+            sizes[name] = settings.min_window_size
+            continue
+        estimate = max(statistics.median(durations), 1e-9)
+        fitting = int(settings.window_target_s / estimate)
+        sizes[name] = max(settings.min_window_size, min(max_size, fitting))
+    return sizes
 
 
 class HarnessCrashed(RuntimeError):

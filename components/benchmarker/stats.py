@@ -238,7 +238,7 @@ def rotated_order(names: Sequence[str], round_index: int) -> list[str]:
 def measure_interleaved(
     variants: Mapping[str, Callable[[], object]],
     warmup_calls: int,
-    window_size: int,
+    window_size: int | Mapping[str, int],
     criterion: StabilityCriterion,
     clock: Callable[[], float] = time.perf_counter,
     on_window: Callable[[str, int, float], None] | None = None,
@@ -248,7 +248,8 @@ def measure_interleaved(
     1. Warm-up: each variant is called `warmup_calls` times, untimed, in the given
        order (first-call compilation belongs here, not in the steady state).
     2. Rounds: round r takes the variant names rotated left by r and, in that order,
-       runs one window of `window_size` separately timed calls of every variant that
+       runs one window of `window_size` (an int, or one per variant name) separately
+       timed calls of every variant that
        has not stopped yet. After its window a variant stops when it is stable (see
        `is_stable`) or has run `criterion.max_windows` windows.
     3. The loop ends when every variant has stopped, or when `criterion.time_budget_s`
@@ -262,7 +263,12 @@ def measure_interleaved(
     """
     if not variants:
         raise ValueError("measure_interleaved needs at least one variant.")
-    if window_size < 1:
+    sizes = (
+        {name: int(window_size[name]) for name in variants}
+        if isinstance(window_size, Mapping)
+        else dict.fromkeys(variants, int(window_size))
+    )
+    if min(sizes.values(), default=1) < 1:
         raise ValueError(f"window_size must be >= 1, got {window_size}.")
     if warmup_calls < 0:
         raise ValueError(f"warmup_calls must be >= 0, got {warmup_calls}.")
@@ -286,7 +292,7 @@ def measure_interleaved(
         for name in rotated_order(names, round_index):
             if name in stop_reasons:
                 continue
-            window = _time_window(name, variants[name], window_size, clock)
+            window = _time_window(name, variants[name], sizes[name], clock)
             samples[name].extend(window)
             median = float(np.median(window))
             medians[name].append(median)
@@ -306,7 +312,7 @@ def measure_interleaved(
     for name in names:
         window_medians = medians[name]
         kept_windows = min(criterion.min_windows, len(window_medians))
-        kept_samples = samples[name][-kept_windows * window_size :]
+        kept_samples = samples[name][-kept_windows * sizes[name] :]
         results[name] = MeasurementResult(
             summary=summarize_latencies(kept_samples),
             samples_ms=tuple(samples[name]),
@@ -315,7 +321,7 @@ def measure_interleaved(
             cv=window_medians_cv(window_medians, last=criterion.min_windows),
             warmup_calls=warmup_calls,
             windows=len(window_medians),
-            window_size=window_size,
+            window_size=sizes[name],
             elapsed_s=elapsed[name],
             stop_reason=stop_reasons[name],
         )

@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 QUANTIZATION_FILENAME = "quantization.json"
 SCHEME = (
     "symmetric (zero point 0); activations quint8 when non-negative else qint8, ranges "
-    "from calibration min/max; conv weights qint8 per output channel, matmul weights "
-    "qint8 per tensor; float32 bias"
+    "from calibration min/max; signed conv outputs read only by int8 convs/matmuls/sums "
+    "carried as quint8 of (value - min) with the offset folded into biases; conv weights "
+    "qint8 per output channel, matmul weights qint8 per tensor; float32 bias"
 )
 # Ops that are bookkeeping, not computation, in the "what stayed float" summary.
 _STRUCTURAL_OPS = {"Const", "Placeholder", "Identity", "NoOp"}
@@ -116,7 +117,6 @@ def quantize_onednn_int8(
     """
     from components.quantizer.onednn.calibration import collect_ranges
     from components.quantizer.onednn.canonicalize import canonicalize
-    from components.quantizer.onednn.graph_edit import tensor_key
     from components.quantizer.onednn.kernel_check import inspect_kernels
     from components.quantizer.onednn.patterns import find_chains
     from components.quantizer.onednn.rewrite import KeptFloat, rewrite_to_int8
@@ -136,24 +136,14 @@ def quantize_onednn_int8(
         output_tensors=signature.output_tensor_names,
         batch_size=batch_size,
     )
-    ranges = calibration.ranges
     canonical_diff = _max_abs_diff(graph_def, signature, samples, calibration.first_batch_outputs)
     rewritten = rewrite_to_int8(
-        canonical.graph_def, chains, ranges, signature.output_tensor_names, protected
+        canonical.graph_def, chains, calibration.ranges, signature.output_tensor_names, protected
     )
     kernels = None
     if check_kernels:
         kernels = inspect_kernels(rewritten.graph_def, signature, samples[:1])
 
-    used = {c.head: c for c in rewritten.chains}
-    activation_ranges: dict[str, tuple[float, float]] = {}
-    for chain in chains:
-        if chain.head in used:
-            for tensor in (chain.input_tensor, chain.summand_tensor, f"{chain.tail}:0"):
-                if tensor:
-                    key = tensor_key(tensor)
-                    if key in ranges:
-                        activation_ranges[key] = (ranges[key].min, ranges[key].max)
     kept_float = [KeptFloat(f.name, f.op, f.reason) for f in left_float] + rewritten.kept_float
     return OneDnnInt8Result(
         graph_def=rewritten.graph_def,
@@ -163,7 +153,7 @@ def quantize_onednn_int8(
         float_op_counts=_float_compute_ops(rewritten.graph_def),
         int8_op_counts=_int8_ops(rewritten.graph_def),
         calibration_samples=calibration.samples,
-        activation_ranges=activation_ranges,
+        activation_ranges=rewritten.ranges_used,
         folded_affine_chains=canonical.folded_affine_chains,
         canonical_max_abs_diff=canonical_diff,
         kernels=kernels,
@@ -227,19 +217,27 @@ def _max_abs_diff(
     return float(max(np.max(np.abs(a - b)) for a, b in zip(before, canonical_outputs, strict=True)))
 
 
+def _is_int8(node: tf.compat.v1.NodeDef) -> bool:
+    """Int8 compute, (de)quantization, or a data-movement op (Pad) working on int8 data."""
+    import tensorflow as tf
+
+    from components.quantizer.onednn.graph_edit import get_attr
+
+    quantized_types = {tf.quint8.as_datatype_enum, tf.qint8.as_datatype_enum}
+    return (
+        "uantize" in node.op
+        or node.op.startswith(_INT8_COMPUTE_PREFIXES)
+        or get_attr(node, "T").type in quantized_types
+    )
+
+
 def _float_compute_ops(graph_def: tf.compat.v1.GraphDef) -> dict[str, int]:
     counts = collections.Counter(
-        n.op
-        for n in graph_def.node
-        if n.op not in _STRUCTURAL_OPS
-        and "uantize" not in n.op
-        and not n.op.startswith(_INT8_COMPUTE_PREFIXES)
+        n.op for n in graph_def.node if n.op not in _STRUCTURAL_OPS and not _is_int8(n)
     )
     return dict(counts.most_common())
 
 
 def _int8_ops(graph_def: tf.compat.v1.GraphDef) -> dict[str, int]:
-    counts = collections.Counter(
-        n.op for n in graph_def.node if "uantize" in n.op or n.op.startswith(_INT8_COMPUTE_PREFIXES)
-    )
+    counts = collections.Counter(n.op for n in graph_def.node if _is_int8(n))
     return dict(counts.most_common())

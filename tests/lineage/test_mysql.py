@@ -115,3 +115,49 @@ def test_missing_mysql_database_is_a_clear_error_and_is_not_created(lineage, mar
 
     assert result.code == 1 and "Traceback" not in result.err
     assert "no_such_db" in result.err and "--mysql-database" in result.err
+
+
+def test_run_command_records_into_mysql_when_asked(
+    lineage, mariadb, embedded_default, monkeypatch, tmp_path, capsys
+):
+    from pipelines import cli
+
+    monkeypatch.setenv("MLMD_MYSQL_PASSWORD", mariadb.password)
+    database = mariadb.database
+    code = cli.main(
+        [
+            "run",
+            "--model",
+            embedded_default.model_uri,
+            "--examples",
+            embedded_default.examples_uri,
+            "--output",
+            str(tmp_path),
+            "--quantize-modes",
+            "weights_int8_graph",
+            "--xla-modes",
+            "",
+            "--time-budget",
+            "2",
+            "--pipeline-name",
+            "cli-run",
+            "--metadata-mysql-host",
+            mariadb.host,
+            "--metadata-mysql-port",
+            str(mariadb.port),
+            "--metadata-mysql-database",
+            database,
+            "--metadata-mysql-user",
+            mariadb.user,
+        ]
+    )
+    captured = capsys.readouterr()
+    out = captured.out
+
+    assert code == 0, captured.err
+    assert f"mysql://{mariadb.user}@{mariadb.host}:{mariadb.port}/{database}" in out
+    assert not os.path.exists(tmp_path / "metadata.sqlite")
+    runs = lineage("runs", *_flags(mariadb), "--pipeline", "cli-run", "--json")
+    assert runs.code == 0, runs.err
+    [run] = runs.json()["runs"]
+    assert run["state"] == "COMPLETE"

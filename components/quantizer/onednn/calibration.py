@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.common.errors import UserInputError
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -94,8 +96,9 @@ def collect_ranges(
                 first_outputs = list(values[len(reductions) :])
             seen += len(batch)
     if seen == 0:
-        raise ValueError(
-            f"Calibration needs at least one full batch of {step} examples; got {len(samples)}."
+        raise UserInputError(
+            f"Calibration needs at least one full batch of {step} examples (the graph's "
+            f"input has a fixed batch size), but got {len(samples)}. Pass more examples."
         )
     ranges = {
         name: TensorRange(

@@ -22,6 +22,7 @@ import numpy as np
 from components.quantizer.onednn.graph_edit import (
     GraphIndex,
     NameAllocator,
+    get_attr,
     make_const,
     make_node,
     node_name,
@@ -147,12 +148,12 @@ def fold_input_affine_into_matmul(
     replacements: dict[str, tf.compat.v1.NodeDef] = {}
     folded = 0
     for node in index.topological_order():
-        if node.op != "MatMul" or node.attr["transpose_a"].b:
+        if node.op != "MatMul" or get_attr(node, "transpose_a").b:
             continue
         weights = _contraction_weights(index, node)
         if weights is None:
             continue
-        depth = weights.shape[1] if node.attr["transpose_b"].b else weights.shape[0]
+        depth = weights.shape[1] if get_attr(node, "transpose_b").b else weights.shape[0]
         chain: list[tuple[tf.compat.v1.NodeDef, str]] = []  # (affine node, its data input)
         source = node.input[0]
         while True:
@@ -181,7 +182,7 @@ def fold_input_affine_into_matmul(
             assert step is not None  # Checked while walking the chain.
             scale, shift = scale * step[0], shift * step[0] + step[1]
         folded += 1
-        if node.attr["transpose_b"].b:  # weights [units, depth]
+        if get_attr(node, "transpose_b").b:  # weights [units, depth]
             new_weights = weights * scale[np.newaxis, :]
             extra_bias = weights.astype(np.float64) @ shift
         else:  # weights [depth, units]
@@ -224,7 +225,7 @@ def drop_unused_constants(
 
 def _contraction_weights(index: GraphIndex, node: tf.compat.v1.NodeDef) -> np.ndarray | None:
     """The constant float32 filter of a supported NHWC contraction, else None."""
-    if node.op != "MatMul" and node.attr["data_format"].s not in (b"", b"NHWC"):
+    if node.op != "MatMul" and get_attr(node, "data_format").s not in (b"", b"NHWC"):
         return None
     weights = index.const_value(node.input[1])
     if weights is None or weights.dtype != np.float32:
@@ -237,7 +238,7 @@ def _output_channels(node: tf.compat.v1.NodeDef, weights: np.ndarray) -> int:
         return weights.shape[3]
     if node.op == "DepthwiseConv2dNative":
         return weights.shape[2] * weights.shape[3]
-    return weights.shape[0] if node.attr["transpose_b"].b else weights.shape[1]
+    return weights.shape[0] if get_attr(node, "transpose_b").b else weights.shape[1]
 
 
 def _rank(node: tf.compat.v1.NodeDef) -> int:
@@ -251,7 +252,7 @@ def _scale_output_channels(
         scaled = weights * scale
     elif node.op == "DepthwiseConv2dNative":
         scaled = weights * scale.reshape(weights.shape[2], weights.shape[3])
-    elif node.attr["transpose_b"].b:
+    elif get_attr(node, "transpose_b").b:
         scaled = weights * scale[:, np.newaxis]
     else:
         scaled = weights * scale
@@ -266,7 +267,7 @@ def _affine_step(
     `variable` is the tensor x; the node's other input must be a constant.
     """
     data_inputs = [tensor_key(t) for t in node.input if not t.startswith("^")]
-    if len(data_inputs) != 2 or node.attr["T"].type != _float32().as_datatype_enum:
+    if len(data_inputs) != 2 or get_attr(node, "T").type != _float32().as_datatype_enum:
         return None
     variable = tensor_key(variable)
     if data_inputs.count(variable) != 1:

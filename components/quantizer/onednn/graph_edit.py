@@ -103,6 +103,17 @@ class GraphIndex:
         return order
 
 
+def get_attr(node: NodeDef, key: str) -> Any:
+    """An attribute, or an empty AttrValue when unset.
+
+    `node.attr[key]` would insert the missing key into the NodeDef, and an attribute
+    the op does not declare makes the graph fail to import.
+    """
+    from tensorflow.core.framework import attr_value_pb2
+
+    return node.attr[key] if key in node.attr else attr_value_pb2.AttrValue()
+
+
 def const_array(node: NodeDef) -> np.ndarray:
     from tensorflow.python.framework import tensor_util
 

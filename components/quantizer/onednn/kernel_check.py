@@ -135,7 +135,13 @@ def inspect_kernels(
     markers = [i for i, line in enumerate(lines) if line.strip() == _MARKER]
     if completed.returncode != 0 or len(markers) != 2:
         tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        return _failed(expected, opts, f"the probe failed (exit {completed.returncode}): {tail}")
+        error = f"the probe failed (exit {completed.returncode}): {tail}"
+        if opts == "0":
+            error += (
+                " (TF_ENABLE_ONEDNN_OPTS=0 turns off the oneDNN graph rewrite that gives "
+                "QuantizedMatMul* its kernel; unset it)"
+            )
+        return _failed(expected, opts, error)
     parsed = parse_onednn_verbose(lines[markers[0] + 1 : markers[1]])
     int8_count = sum(parsed["int8_compute"].values())
     return KernelReport(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.quantizer.onednn.graph_edit import GraphIndex, node_name, tensor_key
+from components.quantizer.onednn.graph_edit import GraphIndex, get_attr, node_name, tensor_key
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -101,22 +101,24 @@ def find_chains(
 
 
 def _unsupported_reason(index: GraphIndex, node: tf.compat.v1.NodeDef) -> str | None:
-    if node.attr["T"].type != 1:  # DT_FLOAT
+    if get_attr(node, "T").type != 1:  # DT_FLOAT
         return "not float32"
     weights = index.const_value(node.input[1])
     if weights is None:
         return "filter is not a constant"
     if node.op == "MatMul":
-        if node.attr["transpose_a"].b:
+        if get_attr(node, "transpose_a").b:
             return "transpose_a is not supported by QuantizedMatMul"
         return None
-    if node.attr["data_format"].s not in (b"", b"NHWC"):
+    if get_attr(node, "data_format").s not in (b"", b"NHWC"):
         return "only NHWC convolutions are quantized"
-    strides = list(node.attr["strides"].list.i)
+    strides = list(get_attr(node, "strides").list.i)
     if strides[0] != 1 or strides[3] != 1:
         return "strides over batch or channels"
     if node.op == "DepthwiseConv2dNative" and weights.shape[3] != 1:
         return "depthwise channel multiplier above 1"
+    if any(d != 1 for d in get_attr(node, "dilations").list.i):
+        return "dilated convolutions are not rewritten (untested with the int8 kernels)"
     return None
 
 
@@ -126,7 +128,7 @@ def _grow_chain(
     weights = index.const_value(node.input[1])
     assert weights is not None
     if node.op == "MatMul":
-        channels = weights.shape[0] if node.attr["transpose_b"].b else weights.shape[1]
+        channels = weights.shape[0] if get_attr(node, "transpose_b").b else weights.shape[1]
     elif node.op == "Conv2D":
         channels = weights.shape[3]
     else:
@@ -180,7 +182,7 @@ def _absorb_pad(
     """Turns `Pad -> conv(VALID)` into a conv with EXPLICIT padding when the Pad is zero."""
     producer = index.producer(node.input[0])
     if (
-        node.attr["padding"].s != b"VALID"
+        get_attr(node, "padding").s != b"VALID"
         or producer.op not in ("Pad", "PadV2")
         or producer.name in protected
         or producer.name in claimed

@@ -4,6 +4,9 @@ The quantization scheme is the one these kernels implement: symmetric, zero poin
 
 - Activations: `quint8` (scale = max / 255) when never negative, else `qint8`
   (scale = max(|min|, |max|) / 127). Ranges come from calibration.
+- Signed conv outputs whose readers all allow it travel as "offset quint8" instead:
+  value + offset, offset = -min, which is asymmetric quantization folded into the
+  biases of producer and readers (see `_Rewriter.plan`).
 - Conv weights: `qint8` per output channel (scale = max|w_c| / 127); MatMul weights
   per tensor (the quantized MatMul kernels take one range).
 - Bias stays float32; oneDNN adds it in the float domain.
@@ -28,6 +31,7 @@ from components.quantizer.onednn.calibration import TensorRange
 from components.quantizer.onednn.graph_edit import (
     GraphIndex,
     NameAllocator,
+    get_attr,
     make_const,
     make_node,
     node_name,
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 # Ranges narrower than this would give infinite scales; the kernels divide by them.
-_MIN_RANGE = 1e-6
+_MIN_RANGE = 1e-10
 RELU6_CAP = 6.0
 
 
@@ -90,6 +94,7 @@ class RewriteResult:
     kept_float: list[KeptFloat]
     quantize_nodes: int
     dequantize_nodes: int
+    ranges_used: dict[str, tuple[float, float]]  # calibrated (min, max) of int8 tensors
 
 
 def rewrite_to_int8(
@@ -131,6 +136,7 @@ class _Rewriter:
         self.fp32: dict[str, str] = {}  # fp32 tensor key -> tensor producing it now
         self.replaced_by: dict[str, str] = {}  # removed node -> node standing in for it
         self.report: list[QuantizedChain] = []
+        self.ranges_used: dict[str, tuple[float, float]] = {}
         self.quantize_nodes = 0
         self.dequantize_nodes = 0
 
@@ -259,6 +265,8 @@ class _Rewriter:
             return "summand shape differs from the conv output (broadcasting add)"
         if node_name(summand) in self.protected:
             return "summand is a graph output"
+        if tensor_key(chain.input_tensor) == summand:
+            return "summand is also the conv's input; it cannot be overwritten in place"
         # The kernel writes its output into the summand's buffer: every other reader of
         # the summand must have run before this conv, i.e. be one of its ancestors.
         ancestors = self.index.ancestors(chain.sum_node)
@@ -274,7 +282,7 @@ class _Rewriter:
         if node.name in self.protected:
             return False
         if node.op == "MaxPool":
-            return node.attr["data_format"].s in (b"", b"NHWC") and (
+            return get_attr(node, "data_format").s in (b"", b"NHWC") and (
                 native[tensor_key(node.input[0])] == "quint8"
             )
         if node.op in ("Pad", "PadV2"):
@@ -314,6 +322,7 @@ class _Rewriter:
             kept_float=self.kept_float,
             quantize_nodes=self.quantize_nodes,
             dequantize_nodes=self.dequantize_nodes,
+            ranges_used=self.ranges_used,
         )
 
     def _remap_input(self, tensor: str) -> str:
@@ -363,15 +372,17 @@ class _Rewriter:
         low = 0.0 if unsigned else -max(value_range.magnitude, _MIN_RANGE)
         high = max(value_range.max if unsigned else value_range.magnitude, _MIN_RANGE)
         name = self.names.fresh(f"{node_name(key)}/quantize")
+        low_name = self.names.fresh(f"{name}/min")
+        high_name = self.names.fresh(f"{name}/max")
         # Pin the fp32 source first: later fp32 readers must not get a Dequantize of it.
         self.fp32[key] = self._fp32(key)
         self.nodes += [
-            make_const(f"{name}/min", np.float32(low)),
-            make_const(f"{name}/max", np.float32(high)),
+            make_const(low_name, np.float32(low)),
+            make_const(high_name, np.float32(high)),
             make_node(
                 name,
                 "QuantizeV2",
-                [self.fp32[key], f"{name}/min", f"{name}/max"],
+                [self.fp32[key], low_name, high_name],
                 T=_dtype("quint8" if unsigned else "qint8"),
                 mode="SCALED",
                 round_mode="HALF_TO_EVEN",
@@ -379,8 +390,6 @@ class _Rewriter:
                 ensure_minimum_range=_MIN_RANGE,
             ),
         ]
-        self.names.reserve(f"{name}/min")
-        self.names.reserve(f"{name}/max")
         self.quantize_nodes += 1
         quantized = QuantizedTensor(
             f"{name}:0", f"{name}:1", f"{name}:2", "quint8" if unsigned else "qint8"
@@ -408,9 +417,8 @@ class _Rewriter:
         consts: list[tf.compat.v1.NodeDef] = []
 
         def const(suffix: str, value: Any, dtype: Any = None) -> str:
-            consts.append(make_const(f"{name}/{suffix}", value, dtype))
-            self.names.reserve(f"{name}/{suffix}")
-            return f"{name}/{suffix}"
+            consts.append(make_const(self.names.fresh(f"{name}/{suffix}"), value, dtype))
+            return consts[-1].name
 
         if chain.op == "MatMul":
             node, fused = self._matmul_node(
@@ -435,6 +443,10 @@ class _Rewriter:
             )
             output_range = (float(out_low - out_offset), float(out_high - out_offset))
         input_range = self.ranges[tensor_key(chain.input_tensor)]
+        for used in (chain.input_tensor, chain.summand_tensor, tail):
+            if used:
+                observed = self.ranges[tensor_key(used)]
+                self.ranges_used[tensor_key(used)] = (observed.min, observed.max)
         self.report.append(
             QuantizedChain(
                 head=chain.head,
@@ -524,8 +536,8 @@ class _Rewriter:
             Tdevice_outputs=[],
             Thost_inputs=types,
             Thost_outputs=[_dtype(out_dtype), tf.float32, tf.float32],
-            strides=list(original.attr["strides"].list.i),
-            dilations=list(original.attr["dilations"].list.i) or [1, 1, 1, 1],
+            strides=list(get_attr(original, "strides").list.i),
+            dilations=list(get_attr(original, "dilations").list.i) or [1, 1, 1, 1],
             data_format="NHWC",
             fused_ops=fused,
             is_filter_const=True,
@@ -534,9 +546,9 @@ class _Rewriter:
         if chain.explicit_paddings is not None:
             attrs.update(padding="EXPLICIT", explicit_paddings=chain.explicit_paddings)
         else:
-            attrs["padding"] = original.attr["padding"].s.decode()
+            attrs["padding"] = get_attr(original, "padding").s.decode()
             if attrs["padding"] == "EXPLICIT":
-                attrs["explicit_paddings"] = list(original.attr["explicit_paddings"].list.i)
+                attrs["explicit_paddings"] = list(get_attr(original, "explicit_paddings").list.i)
         op = "_FusedQuantizedDepthwiseConv2D" if depthwise else "_FusedQuantizedConv2D"
         return make_node(name, op, device + host, **attrs), fused
 
@@ -554,7 +566,7 @@ class _Rewriter:
 
         assert not out_offset, "MatMul outputs are never planned as offset tensors"
         original = self.index.nodes[chain.head]
-        weights = chain.weights.T if original.attr["transpose_b"].b else chain.weights
+        weights = chain.weights.T if get_attr(original, "transpose_b").b else chain.weights
         magnitude = np.float32(max(float(np.abs(weights).max()), _MIN_RANGE))
         quantized = np.clip(np.round(weights / (magnitude / 127.0)), -127, 127).astype(np.int8)
         effective = quantized.astype(np.float64) * (magnitude / 127.0)
@@ -596,9 +608,9 @@ class _Rewriter:
                 "QuantizedMaxPool",
                 [source.tensor, source.min, source.max],
                 T=_dtype(source.dtype),
-                ksize=list(node.attr["ksize"].list.i),
-                strides=list(node.attr["strides"].list.i),
-                padding=node.attr["padding"].s.decode(),
+                ksize=list(get_attr(node, "ksize").list.i),
+                strides=list(get_attr(node, "strides").list.i),
+                padding=get_attr(node, "padding").s.decode(),
             )
             quantized = QuantizedTensor(f"{name}:0", f"{name}:1", f"{name}:2", source.dtype)
         else:  # Pad with zeros: zero is exactly representable (zero point 0).
@@ -628,7 +640,7 @@ def _without_spatial_padding(node: tf.compat.v1.NodeDef, chain: ContractionChain
         return False
     if chain.weights.shape[0] == 1 and chain.weights.shape[1] == 1:
         return True
-    padding = node.attr["padding"].s
+    padding = get_attr(node, "padding").s
     if padding == b"VALID":
         return True
-    return padding == b"EXPLICIT" and not any(node.attr["explicit_paddings"].list.i)
+    return padding == b"EXPLICIT" and not any(get_attr(node, "explicit_paddings").list.i)
