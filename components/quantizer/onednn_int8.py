@@ -115,6 +115,8 @@ def quantize_onednn_int8(
     subprocess with ONEDNN_VERBOSE=1 to record which kernels and ISA were selected.
     Raises UserInputError for graphs with several inputs or unusable calibration data.
     """
+    import tensorflow as tf
+
     from components.quantizer.onednn.calibration import collect_ranges
     from components.quantizer.onednn.canonicalize import canonicalize
     from components.quantizer.onednn.kernel_check import inspect_kernels
@@ -139,6 +141,11 @@ def quantize_onednn_int8(
     canonical_diff = _max_abs_diff(graph_def, signature, samples, calibration.first_batch_outputs)
     rewritten = rewrite_to_int8(
         canonical.graph_def, chains, calibration.ranges, signature.output_tensor_names, protected
+    )
+    # The rewrite leaves the replaced fp32 weights behind, unreachable from the outputs:
+    # on MobileNetV2 that was 14 MB of float32 constants in a 17.7 MB graph.pb.
+    rewritten.graph_def = tf.compat.v1.graph_util.extract_sub_graph(
+        rewritten.graph_def, [t.op_name for t in (*signature.inputs, *signature.outputs)]
     )
     kernels = None
     if check_kernels:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from tfx.dsl.components.base import base_executor
@@ -35,9 +37,10 @@ def compile_variant(
     if mode == "jit":
         from components.xla_compiler.jit import compile_jit_saved_model
 
-        info = compile_jit_saved_model(
-            graph_def, signature, os.path.join(output_dir, SAVED_MODEL_DIRNAME)
-        )
+        with _native_stderr_to_log():
+            info = compile_jit_saved_model(
+                graph_def, signature, os.path.join(output_dir, SAVED_MODEL_DIRNAME)
+            )
         signature.save(output_dir)
         return FORMAT_XLA_JIT, {
             "compile_seconds": info.get("xla_compile_time_s") or 0.0,
@@ -66,6 +69,33 @@ def compile_variant(
         "shared_library_build_seconds": result.shared_library_build_time_s,
         "batch_size": batch_size,
     }
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Routes C++ stderr (XLA's absl start-up lines) to the Python log for the block.
+
+    XLA logs "XLA service ... initialized" through absl before TF's log level applies,
+    straight to file descriptor 2, in the middle of the CLI's progress lines. The
+    lines are kept, at INFO in the Python log, rather than thrown away.
+    """
+    import logging
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace").strip()
+            if text:
+                logging.getLogger(__name__).info("XLA native log:\n%s", text)
 
 
 class Executor(base_executor.BaseExecutor):

@@ -230,3 +230,15 @@ def _cpu_has(flag: str) -> bool:
             return flag in f.read().split()
     except OSError:
         return False
+
+
+def test_onednn_int8_graph_keeps_no_fp32_weights_behind(digits_int8, frozen_digits):
+    import tensorflow as tf
+
+    unreachable_free = tf.compat.v1.graph_util.extract_sub_graph(
+        digits_int8.graph_def,
+        [t.op_name for t in (*frozen_digits.signature.inputs, *frozen_digits.signature.outputs)],
+    )
+    assert len(unreachable_free.node) == len(digits_int8.graph_def.node)
+    # int8 weights: the graph is well under the fp32 frozen graph's size.
+    assert digits_int8.graph_def.ByteSize() < 0.6 * frozen_digits.graph_def.ByteSize()
