@@ -43,6 +43,7 @@ RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 INSTALL_PROJECT=0 \
 # pipeline imports executors (components.benchmarker.executor.Executor) and artifact types
 # (components.BenchmarkReport) by these names, from any working directory.
 COPY components/ components/
+COPY system/ system/
 COPY pipelines/ pipelines/
 RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 bash scripts/install-env.sh
 ENV PATH=/opt/venv/bin:$PATH

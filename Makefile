@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Fast unit tests only: `make test PYTEST_ARGS="-m 'not slow'"`.
 PYTEST_ARGS ?=
-LINT_PATHS := setup.py components pipelines tests $(wildcard benchmarks)
+LINT_PATHS := setup.py components pipelines system tests $(wildcard benchmarks)
 
 .PHONY: demo test env lint format lock clean benchmark
 

@@ -25,7 +25,10 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["components", "components.*", "pipelines", "pipelines.*"]),
+    # `system` holds KFP's HTML/Markdown artifact types (see system/__init__.py).
+    packages=find_packages(
+        include=["components", "components.*", "pipelines", "pipelines.*", "system"]
+    ),
     # Non-Python files the installed package needs (the Docker image installs it
     # non-editable): the XLA AOT C entry point and the report schema.
     package_data={

@@ -19,6 +19,7 @@ from components.artifacts import (
 )
 from components.benchmarker import executor
 from components.version import __version__
+from system import HTML, Markdown
 
 # One optional input key per variant kind: on Kubeflow an output key carries one
 # artifact, so each producer instance feeds its own key here.
@@ -57,6 +58,9 @@ class BenchmarkerSpec(ComponentSpec):
     OUTPUTS = {
         "report": ChannelParameter(type=BenchmarkReport),
         "blessing": ChannelParameter(type=VariantBlessing),
+        # The same report as KFP visualization types, so the Kubeflow UI shows it.
+        "report_html": ChannelParameter(type=HTML),
+        "report_markdown": ChannelParameter(type=Markdown),
     }
 
 
@@ -107,6 +111,8 @@ class Benchmarker(base_beam_component.BaseBeamComponent):
             package_version=__version__,
             report=channel.Channel(type=BenchmarkReport),
             blessing=channel.Channel(type=VariantBlessing),
+            report_html=channel.Channel(type=HTML),
+            report_markdown=channel.Channel(type=Markdown),
             **variants,
         )
         super().__init__(spec=spec)

@@ -149,6 +149,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             tool_version=exec_properties.get("package_version"),
         )
         report.write_report(content, report_artifact.uri)
+        # Value artifacts (a file at the URI): KFP's UI renders these types inline.
+        single_artifact(output_dict["report_html"], "report_html").write(
+            report.render_html(content)
+        )
+        single_artifact(output_dict["report_markdown"], "report_markdown").write(
+            report.render_markdown(content)
+        )
         for key, value in report.report_custom_properties(content).items():
             set_custom_property(report_artifact, key, value)
         set_custom_property(report_artifact, "selection_reason", chosen.reason)

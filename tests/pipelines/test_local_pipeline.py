@@ -113,6 +113,8 @@ def test_every_output_is_linked_to_its_inputs(first_run):
     assert {artifact_type[a] for a in outputs_of[benchmarker]} == {
         "components.BenchmarkReport",
         "components.VariantBlessing",
+        "system.HTML",
+        "system.Markdown",
     }
 
 
@@ -143,6 +145,10 @@ def test_report_has_a_row_per_variant_with_sane_figures(first_run):
         assert row["top1"] > 0.85, name  # The digits CNN reaches ~0.94.
         assert row["size_bytes"] > 10_000, name
     assert rows["frozen_graph"]["top1_agreement"] == pytest.approx(1.0)
+    # The KFP-visualization copies are files at their URIs with the same content.
+    [html_artifact] = store.get_artifacts_by_type("system.HTML")
+    with open(html_artifact.uri) as f, open(os.path.join(report_artifact.uri, "report.html")) as g:
+        assert f.read() == g.read()
     properties = report_artifact.custom_properties
     assert properties["frozen_graph.p50_ms"].double_value > 0
     assert properties["baseline_p50_ms"].double_value > 0
