@@ -80,7 +80,8 @@ def test_show_lists_every_node_with_state_duration_and_existing_uris(lineage, tw
     outputs = {e["artifact_id"] for e in document["edges"] if e["kind"] == "output"}
     artifacts = {a["id"]: a for a in document["artifacts"]}
     for artifact_id in outputs:
-        assert os.path.isdir(artifacts[artifact_id]["uri"]), artifacts[artifact_id]
+        # Folders, except value artifacts (the KFP HTML/Markdown report), which are files.
+        assert os.path.exists(artifacts[artifact_id]["uri"]), artifacts[artifact_id]
     types = {a["type"] for a in artifacts.values()}
     assert {"Model", "Examples", "components.FrozenGraph", "components.BenchmarkReport"} <= types
 
