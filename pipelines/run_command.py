@@ -110,18 +110,24 @@ def resolve_inputs(args: argparse.Namespace, output_dir: str) -> tuple[str, str]
     return default.model_uri, default.examples_uri
 
 
-def metadata_store_config(args: argparse.Namespace, output_dir: str) -> tuple[Any, str]:
-    """The MLMD connection: DIR/metadata.sqlite, or a MySQL server when one is named."""
-    if not args.metadata_mysql_host:
-        from pipelines.local_runner import metadata_path, sqlite_connection_config
+def metadata_store(args: argparse.Namespace, output_dir: str) -> tuple[Any, Any, str]:
+    """The run's MLMD store: (connection config to write, location to read, description).
 
-        return sqlite_connection_config(output_dir), metadata_path(output_dir)
+    DIR/metadata.sqlite by default, or a MySQL/MariaDB server when one is named. The
+    location is what `inference-optimizer lineage` (and the table below) reads back.
+    """
     from pipelines.lineage.store import (
         DEFAULT_PASSWORD_ENV,
         MySQLLocation,
+        SqliteLocation,
         mysql_connection_config,
     )
 
+    if not args.metadata_mysql_host:
+        from pipelines.local_runner import metadata_path, sqlite_connection_config
+
+        path = metadata_path(output_dir)
+        return sqlite_connection_config(output_dir), SqliteLocation(path), path
     location = MySQLLocation(
         host=args.metadata_mysql_host,
         port=args.metadata_mysql_port,
@@ -135,7 +141,7 @@ def metadata_store_config(args: argparse.Namespace, output_dir: str) -> tuple[An
         f"--mysql-host {location.host} --mysql-port {location.port} "
         f"--mysql-database {location.database} --mysql-user {location.user}"
     )
-    return config, f"{location.describe()} (lineage flags: {lineage_flags})"
+    return config, location, f"{location.describe()} (lineage flags: {lineage_flags})"
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -146,7 +152,6 @@ def run_command(args: argparse.Namespace) -> int:
 
     from pipelines.local_runner import PIPELINE_ROOT_DIRNAME, run_pipeline
     from pipelines.pipeline import PipelineSettings, create_pipeline
-    from pipelines.run_results import latest_run
 
     if not args.verbose:
         # TFX and Beam log every step (and a few harmless warnings); the progress
@@ -175,7 +180,7 @@ def run_command(args: argparse.Namespace) -> int:
         max_accuracy_drop=args.max_accuracy_drop,
         max_p99_ms=args.max_p99_ms,
     )
-    connection_config, store_description = metadata_store_config(args, output_dir)
+    connection_config, store_location, store_description = metadata_store(args, output_dir)
     pipeline = create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=os.path.join(output_dir, PIPELINE_ROOT_DIRNAME),
@@ -190,24 +195,28 @@ def run_command(args: argparse.Namespace) -> int:
     run_pipeline(pipeline, progress_stream=sys.stderr)
     print(f"Pipeline finished in {time.monotonic() - started:.1f}s.", file=sys.stderr)
 
-    from ml_metadata.metadata_store import metadata_store
+    from components.benchmarker.report import read_report, render_text_table
+    from pipelines.lineage import queries
+    from pipelines.lineage.store import open_store
 
-    summary = latest_run(metadata_store.MetadataStore(connection_config), pipeline_name)
-    if summary is None or summary.report is None:
-        raise RuntimeError(f"the run finished but no benchmark report was found in {output_dir}")
-    from components.benchmarker.report import render_text_table
-
+    store = open_store(store_location)
+    run = queries.resolve_run(store, "latest", pipeline_name)
+    graph = queries.run_graph(store, run).graph
+    report_id = queries.resolve_artifact(
+        store, "report", run_ref=run.run_id, pipeline=pipeline_name
+    )
+    report_uri = graph.artifacts[report_id].uri
     print()
-    print(render_text_table(summary.report))
+    print(render_text_table(read_report(report_uri)))
     print()
     # Importers always reuse an already registered URI; only real components count here.
     cached = [
         e.node_id
-        for e in summary.executions
+        for e in sorted(graph.executions.values(), key=lambda e: e.id)
         if e.state == "CACHED" and not e.node_id.endswith("_importer")
     ]
     if cached:
         print(f"Served from cache: {', '.join(cached)} (use --no-cache to rerun).")
-    print(f"Report:   {os.path.join(summary.report_uri, 'report.html')}")
+    print(f"Report:   {os.path.join(report_uri, 'report.html')}")
     print(f"Metadata: {store_description} (inspect with `inference-optimizer lineage`)")
     return 0

@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 
 from pipelines import cli
+from pipelines.lineage.store import SqliteLocation
+from pipelines.lineage.store import open_store as open_lineage_store
 from pipelines.local_runner import metadata_path
-from pipelines.run_results import open_store
 
 pytestmark = pytest.mark.slow
+
+
+def open_store(path: str):
+    """The raw MLMD store of a local run (the same reader `inference-optimizer lineage` uses)."""
+    return open_lineage_store(SqliteLocation(path)).mlmd
 
 
 def _export_model_with_string_ops(directory: str) -> str:

@@ -10,11 +10,18 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from pipelines import cli
+from pipelines.lineage.store import SqliteLocation
+from pipelines.lineage.store import open_store as open_lineage_store
 from pipelines.local_runner import metadata_path
 from pipelines.pipeline import ALL_QUANTIZE_MODES
-from pipelines.run_results import open_store
 
 pytestmark = pytest.mark.slow
+
+
+def open_store(path: str):
+    """The raw MLMD store of a local run (the same reader `inference-optimizer lineage` uses)."""
+    return open_lineage_store(SqliteLocation(path)).mlmd
+
 
 PIPELINE = "inference-optimizer"
 # Short timing budgets: these tests check wiring and bookkeeping, not speed.
