@@ -97,13 +97,8 @@ class AccuracyJob:
     variants: tuple[tuple[str, str, str], ...]  # (name, format, uri)
     baseline_name: str
     model_input: Any  # components.common.signature.TensorDescription
-    image_feature: str
-    label_feature: str
-    batch_size: int
-    intra_op_threads: int
-    inter_op_threads: int
-    tflite_threads: int
-    device: str
+    # Features, accuracy batch size, threads and device: the benchmark's own settings.
+    settings: Any  # components.benchmarker.harness.BenchmarkSettings
 
 
 def _merge_all(partials: Iterable[dict[str, VariantCounts]]) -> dict[str, VariantCounts]:
@@ -121,8 +116,8 @@ def _decode(records: Sequence[bytes], job: AccuracyJob) -> tuple[np.ndarray, np.
     images, labels = [], []
     for record in records:
         features = tf.train.Example.FromString(record).features.feature
-        images.append(np.asarray(features[job.image_feature].float_list.value, np.float32))
-        labels.append(int(features[job.label_feature].int64_list.value[0]))
+        images.append(np.asarray(features[job.settings.image_feature].float_list.value, np.float32))
+        labels.append(int(features[job.settings.label_feature].int64_list.value[0]))
     batch = np.stack(images).reshape((len(records), *shape)).astype(job.model_input.dtype)
     return batch, np.asarray(labels, np.int64)
 
@@ -141,17 +136,15 @@ class _PredictAndScore:
                 self._job = job
 
             def setup(self) -> None:
-                from components.benchmarker.backends import ThreadSettings, backend_for
+                from components.benchmarker.backends import backend_for
 
                 job = self._job
-                threads = ThreadSettings(
-                    job.intra_op_threads, job.inter_op_threads, job.tflite_threads
-                )
+                threads = job.settings.thread_settings()
                 self._loaded: dict[str, Any] = {}
                 self._errors: dict[str, str] = {}
                 for name, model_format, uri in job.variants:
                     try:
-                        variant = backend_for(model_format).load(uri, threads, job.device)
+                        variant = backend_for(model_format).load(uri, threads, job.settings.device)
                         self._loaded[name] = variant
                     except Exception as error:  # Reported per variant; others still score.
                         self._errors[name] = f"{type(error).__name__}: {error}"
@@ -164,7 +157,7 @@ class _PredictAndScore:
                         continue
                     try:
                         predictions[name] = predict_in_batches(
-                            variant, images, self._job.batch_size
+                            variant, images, self._job.settings.accuracy_batch_size
                         )
                     except Exception as error:
                         self._errors[name] = f"{type(error).__name__}: {error}"
@@ -233,7 +226,10 @@ def run_accuracy_pipeline(
             )
         _ = (
             records
-            | "Batch" >> beam.BatchElements(min_batch_size=job.batch_size, max_batch_size=256)
+            | "Batch"
+            >> beam.BatchElements(
+                min_batch_size=job.settings.accuracy_batch_size, max_batch_size=256
+            )
             | "PredictAndScore" >> beam.ParDo(_PredictAndScore.make(job))
             | "Sum" >> beam.CombineGlobally(combine_partials)
             | "ToJson" >> beam.Map(_to_json_line)

@@ -71,6 +71,11 @@ class BenchmarkSettings:
     # "auto": the first visible GPU, else the CPU; or a device name such as "CPU:0".
     device: str = "auto"
 
+    def thread_settings(self) -> Any:  # -> backends.ThreadSettings (TF-free import path)
+        from components.benchmarker.backends import ThreadSettings
+
+        return ThreadSettings(self.intra_op_threads, self.inter_op_threads, self.tflite_threads)
+
     def to_json(self) -> dict[str, Any]:
         value = dataclasses.asdict(self)
         value["throughput_batch_sizes"] = list(self.throughput_batch_sizes)
@@ -147,7 +152,6 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     from components.benchmarker.accuracy import AccuracyJob, run_accuracy_pipeline
     from components.benchmarker.backends import (
         FORMAT_NULL,
-        ThreadSettings,
         backend_for,
         select_device,
         visible_gpus,
@@ -157,9 +161,7 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     _configure_threads(request.settings)
     device = select_device(request.settings.device, visible_gpus())
     settings = dataclasses.replace(request.settings, device=device)
-    threads = ThreadSettings(
-        settings.intra_op_threads, settings.inter_op_threads, settings.tflite_threads
-    )
+    threads = settings.thread_settings()
     baseline = next(v for v in request.variants if v.name == request.baseline_name)
     baseline_signature = backend_for(baseline.model_format).signature(baseline.uri)
     # Timing inputs: enough real examples for the largest batch. This read also
@@ -219,13 +221,7 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         ),
         baseline_name=baseline.name,
         model_input=baseline_signature.inputs[0],
-        image_feature=settings.image_feature,
-        label_feature=settings.label_feature,
-        batch_size=settings.accuracy_batch_size,
-        intra_op_threads=settings.intra_op_threads,
-        inter_op_threads=settings.inter_op_threads,
-        tflite_threads=settings.tflite_threads,
-        device=settings.device,
+        settings=settings,
     )
     with tempfile.TemporaryDirectory(prefix="accuracy-") as accuracy_dir:
         accuracy = run_accuracy_pipeline(

@@ -133,13 +133,7 @@ def test_accuracy_pipeline_matches_a_direct_computation(
         variants=(("frozen_graph", "graphdef", frozen_dir),),
         baseline_name="frozen_graph",
         model_input=frozen_digits.signature.inputs[0],
-        image_feature="image",
-        label_feature="label",
-        batch_size=32,
-        intra_op_threads=2,
-        inter_op_threads=1,
-        tflite_threads=2,
-        device="CPU:0",
+        settings=BenchmarkSettings(accuracy_batch_size=32, device="CPU:0"),
     )
     metrics = run_accuracy_pipeline(
         job, split_files(embedded_default.examples_uri), result_dir=str(tmp_path / "out")
