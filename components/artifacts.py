@@ -23,11 +23,26 @@ class FrozenGraph(Artifact):
 
     * File structure:
         - `{uri}/`
-            - `graph.pb`: binary GraphDef, constants only.
-            - `signature.json`: input/output names, graph tensor names, dtypes, shapes.
+            - `graph.pb`: binary GraphDef, constants only. For a signature that takes
+              serialized tf.Examples, this is the **model core**: dense tensors in (the
+              outputs of the preprocessing part), the signature's outputs out.
+            - `signature.json`: input/output names, graph tensor names, dtypes, shapes
+              (of the core, after a split).
+            - `source_signature.json`: the signature as the original model takes it
+              (inputs marked `encoding: tf_example` take serialized Examples).
+            - `preprocessing/`: only for serialized-Example signatures.
+                - `graph.pb`: serialized tf.Example strings in -> the core's inputs out
+                  (ParseExample, the Transform graph's lookups and scaling).
+                - `signature.json`: its input (the serialized Examples) and outputs
+                  (named as the core's inputs).
+                - `tables.json`, `tables.npz`: the lookup tables it reads (a table is
+                  a resource no GraphDef can hold; see components/common/preprocessing.py).
 
     * Custom properties: `variant_name`, `format=graphdef`, `status`, `size_bytes`,
-      `node_count`, `op_histogram` (JSON), `signature_key`, `source_model_uri`.
+      `node_count`, `op_histogram` (JSON), `signature_key`, `source_model_uri`,
+      `source_model_form`, `source_model_path` (what was frozen, resolved),
+      `source_inputs` (JSON); after a split also `preprocessing=1`, `core_inputs`,
+      `preprocessing_node_count`, `lookup_tables`.
     """
 
     TYPE_NAME = "components.FrozenGraph"

@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def report_failure(error: BaseException, verbose: bool) -> int:
     """Prints one paragraph for user errors (traceback only with --verbose)."""
+    from components.common.errors import find_user_error
+
     user_error = find_user_error(error)
     if verbose:
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
@@ -77,25 +79,6 @@ def report_failure(error: BaseException, verbose: bool) -> int:
             file=sys.stderr,
         )
     return EXIT_FAILED
-
-
-def find_user_error(error: BaseException) -> BaseException | None:
-    """The UserInputError behind an exception, even when Beam re-raised it wrapped."""
-    from components.common.errors import UserInputError
-
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, UserInputError):
-            return current
-        current = current.__cause__ or current.__context__
-    # Beam's runners sometimes re-raise with only the text of the original error.
-    marker = "UserInputError: "
-    text = str(error)
-    if marker in text:
-        return UserInputError(text.split(marker, 1)[1].split(" [while running")[0].strip())
-    return None
 
 
 def _quiet_libraries(verbose: bool) -> None:

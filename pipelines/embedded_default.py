@@ -4,8 +4,9 @@ Nothing is downloaded. `ensure_embedded_default(cache_dir)` returns the URIs of 
 `Model` artifact and an `Examples` artifact, training and writing them only when the
 cache does not already hold this version::
 
-    {cache_dir}/embedded_default-v1/
+    {cache_dir}/embedded_default-v2/
       model/Format-Serving/        # Keras ExportArchive SavedModel, signature serving_default
+      examples/Split-train/        # the training digits: int8 calibration reads these
       examples/Split-eval/         # held-out digits, GZIP TFRecords of tf.Example
       READY                        # written last: a half-written cache is never reused
 
@@ -22,7 +23,7 @@ import shutil
 import numpy as np
 
 # Bump when the model, data or export format changes so old caches are not reused.
-EMBEDDED_DEFAULT_VERSION = "v1"
+EMBEDDED_DEFAULT_VERSION = "v2"
 IMAGE_SIZE = 32  # 8x8 digits upsampled 4x.
 NUM_CLASSES = 10
 SEED = 1234
@@ -101,6 +102,7 @@ def train_embedded_default(directory: str, epochs: int = 15) -> EmbeddedDefault:
     model_uri = os.path.join(directory, "model")
     examples_uri = os.path.join(directory, "examples")
     model.export(os.path.join(model_uri, "Format-Serving"), format="tf_saved_model", verbose=False)
+    write_labelled_images(examples_uri, train_x, train_y, split="train")
     write_labelled_images(examples_uri, eval_x, eval_y)
     return EmbeddedDefault(model_uri, examples_uri, float(eval_accuracy))
 

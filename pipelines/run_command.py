@@ -34,15 +34,88 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output directory for MLMD, artifacts and reports (default: ./runs/<pipeline name>)",
     )
     run.add_argument("--pipeline-name", default=None, help="default: inference-optimizer")
-    run.add_argument("--signature", default="serving_default", help="signature to freeze")
+    run.add_argument(
+        "--signature",
+        default="serving_default",
+        help="signature to freeze and benchmark (the baseline runs the same one)",
+    )
+    run.add_argument(
+        "--output-nodes",
+        type=_name_list,
+        default=(),
+        help="TF1 checkpoints: comma-separated nodes (or node:k tensors) to fetch",
+    )
+    run.add_argument(
+        "--input-nodes",
+        type=_name_list,
+        default=(),
+        help="TF1 checkpoints: nodes to feed, when they are not the graph's placeholders",
+    )
     run.add_argument("--split", default="eval", help="Examples split to evaluate on")
-    run.add_argument("--image-feature", default="image")
-    run.add_argument("--label-feature", default="label")
+    run.add_argument(
+        "--calibration-split",
+        default="auto",
+        help="split int8 calibrates on (default auto: train if present, else a hashed "
+        "quarter of --split that evaluation then leaves out)",
+    )
+    run.add_argument(
+        "--feature-map",
+        type=_pairs,
+        default={},
+        metavar="INPUT=FEATURE,...",
+        help="feed model inputs from Example features of other names",
+    )
+    run.add_argument(
+        "--image-resize",
+        default="bilinear",
+        help="resize method for encoded images (bilinear, nearest, bicubic, area, ...)",
+    )
+    run.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=None,
+        metavar="HxW",
+        help="decode images to this size (default: the model input's)",
+    )
+    run.add_argument(
+        "--image-scaling",
+        default="auto",
+        choices=("auto", "none", "unit", "symmetric"),
+        help="pixel scaling for decoded images: none 0..255, unit [0,1], symmetric [-1,1] "
+        "(default auto: none for integer inputs, unit for float inputs)",
+    )
+    run.add_argument(
+        "--label-feature",
+        default=None,
+        help="label feature of the primary output (default: 'label' if present, else "
+        "no labels and faithfulness only)",
+    )
+    run.add_argument(
+        "--label-map",
+        type=_pairs,
+        default={},
+        metavar="OUTPUT=FEATURE,...",
+        help="label features of further outputs",
+    )
+    run.add_argument(
+        "--task",
+        default="auto",
+        choices=("auto", "multiclass", "binary", "regression"),
+        help="what the primary output predicts (default: inferred from its shape and labels)",
+    )
+    run.add_argument("--primary-output", default=None, help="output whose metric gates blessing")
     run.add_argument(
         "--max-accuracy-drop",
         type=float,
         default=0.01,
-        help="largest top-1 loss a blessed variant may have, as a fraction (0.01 = 1 point)",
+        help="largest top-1 (or binary accuracy) loss a blessed variant may have, as a "
+        "fraction (0.01 = 1 point)",
+    )
+    run.add_argument(
+        "--max-metric-drop",
+        default="",
+        help="budget of the primary metric in its own units (0.5 MAE) or relative (1%%); "
+        "default: --max-accuracy-drop for classifiers, 1%% for regression",
     )
     run.add_argument("--objective", choices=("p50", "throughput"), default="p50")
     run.add_argument("--max-p99-ms", type=float, default=0.0, help="p99 ceiling; 0 = none")
@@ -85,6 +158,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _name_list(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _pairs(value: str) -> dict[str, str]:
+    from components.common.errors import UserInputError
+    from components.common.feeds import parse_feature_map
+
+    try:
+        return parse_feature_map(value)
+    except UserInputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _image_size(value: str) -> tuple[int, int]:
+    height, sep, width = value.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 224x224, got {value!r}")
+    return int(height), int(width)
 
 
 def resolve_inputs(args: argparse.Namespace, output_dir: str) -> tuple[str, str]:
@@ -144,14 +234,64 @@ def metadata_store(args: argparse.Namespace, output_dir: str) -> tuple[Any, Any,
     return config, location, f"{location.describe()} (lineage flags: {lineage_flags})"
 
 
+def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.PipelineSettings
+    """The pipeline settings the `run` flags describe."""
+    from pipelines.pipeline import PipelineSettings
+
+    benchmark_settings: dict[str, Any] = {}
+    if args.time_budget is not None:
+        benchmark_settings["time_budget_s"] = args.time_budget
+    optional: dict[str, Any] = {}
+    for field in ("quantize_modes", "xla_modes", "transforms"):
+        if getattr(args, field) is not None:
+            optional[field] = getattr(args, field)
+    return PipelineSettings(
+        **optional,
+        signature_key=args.signature,
+        output_nodes=args.output_nodes,
+        input_nodes=args.input_nodes,
+        eval_split=args.split,
+        calibration_split=args.calibration_split,
+        feature_map=args.feature_map,
+        image_resize_method=args.image_resize,
+        image_size=args.image_size,
+        image_scaling=args.image_scaling,
+        label_feature=args.label_feature,
+        label_map=args.label_map,
+        task=args.task,
+        primary_output=args.primary_output,
+        benchmark_settings=benchmark_settings,
+        objective=args.objective,
+        max_accuracy_drop=args.max_accuracy_drop,
+        max_metric_drop=args.max_metric_drop,
+        max_p99_ms=args.max_p99_ms,
+    )
+
+
 def run_command(args: argparse.Namespace) -> int:
     pipeline_name = args.pipeline_name or DEFAULT_PIPELINE_NAME
     output_dir = os.path.abspath(args.output or os.path.join("runs", pipeline_name))
+    if args.model and args.examples:
+        from pipelines.preflight import check_paths
+
+        # Before any heavy import: a mistyped path is refused in well under a second.
+        check_paths(os.path.abspath(args.model), os.path.abspath(args.examples), args.split)
     os.makedirs(output_dir, exist_ok=True)
     model_uri, examples_uri = resolve_inputs(args, output_dir)
+    settings = pipeline_settings(args)
+    started = time.monotonic()
+    from pipelines.preflight import check_run_inputs
+
+    checked = check_run_inputs(model_uri, examples_uri, settings)
+    print(
+        f"Checked the inputs in {time.monotonic() - started:.1f}s: {checked.model_form} at "
+        f"{checked.model_path}; task {checked.task}, "
+        + (f"labels {checked.labels!r}" if checked.labels else "no labels (faithfulness only)"),
+        file=sys.stderr,
+    )
 
     from pipelines.local_runner import PIPELINE_ROOT_DIRNAME, run_pipeline
-    from pipelines.pipeline import PipelineSettings, create_pipeline
+    from pipelines.pipeline import create_pipeline
 
     if not args.verbose:
         # TFX and Beam log every step (and a few harmless warnings); the progress
@@ -162,24 +302,6 @@ def run_command(args: argparse.Namespace) -> int:
         from absl import logging as absl_logging
 
         absl_logging.set_verbosity(absl_logging.FATAL)
-    benchmark_settings: dict[str, Any] = {}
-    if args.time_budget is not None:
-        benchmark_settings["time_budget_s"] = args.time_budget
-    optional: dict[str, Any] = {}
-    for field in ("quantize_modes", "xla_modes", "transforms"):
-        if getattr(args, field) is not None:
-            optional[field] = getattr(args, field)
-    settings = PipelineSettings(
-        **optional,
-        signature_key=args.signature,
-        eval_split=args.split,
-        image_feature=args.image_feature,
-        label_feature=args.label_feature,
-        benchmark_settings=benchmark_settings,
-        objective=args.objective,
-        max_accuracy_drop=args.max_accuracy_drop,
-        max_p99_ms=args.max_p99_ms,
-    )
     connection_config, store_location, store_description = metadata_store(args, output_dir)
     pipeline = create_pipeline(
         pipeline_name=pipeline_name,
@@ -195,6 +317,12 @@ def run_command(args: argparse.Namespace) -> int:
     run_pipeline(pipeline, progress_stream=sys.stderr)
     print(f"Pipeline finished in {time.monotonic() - started:.1f}s.", file=sys.stderr)
 
+    print_results(store_location, pipeline_name, store_description)
+    return 0
+
+
+def print_results(store_location: Any, pipeline_name: str, store_description: str) -> None:
+    """The newest run's results table, the cached nodes and where everything is."""
     from components.benchmarker.report import read_report, render_text_table
     from pipelines.lineage import queries
     from pipelines.lineage.store import open_store
@@ -219,4 +347,3 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"Served from cache: {', '.join(cached)} (use --no-cache to rerun).")
     print(f"Report:   {os.path.join(report_uri, 'report.html')}")
     print(f"Metadata: {store_description} (inspect with `inference-optimizer lineage`)")
-    return 0

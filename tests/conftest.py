@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+
+import numpy as np
 
 # Quieter TF logs in test output; set before TensorFlow is imported anywhere.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402 - after the environment tweak above.
+
+
+def cpu_flags() -> set[str]:
+    """This machine's /proc/cpuinfo flags (the CPU changes from one machine to the next)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# On a CPU without AVX-512, TF 2.16's oneDNN int8 kernels (QuantizedMatMulWithBias*)
+# return no output at all, and Grappler's oneDNN bfloat16 pass rewrites nothing: tests
+# that need either run only where they can; the rest run everywhere.
+requires_avx512 = pytest.mark.skipif(
+    "avx512f" not in cpu_flags(),
+    reason="needs AVX-512 (oneDNN int8 kernels, bfloat16 rewrite); this CPU has none",
+)
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +53,35 @@ def frozen_digits(embedded_default):
     return freeze_saved_model(embedded_default.model_uri)
 
 
+@dataclasses.dataclass
+class LabelledImages:
+    """Images shaped for the model input (N, 32, 32, 1) and their integer labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def read_labelled_images(examples_uri: str, signature, split: str = "eval") -> LabelledImages:
+    """A split's images and labels, decoded the way every component feeds the model."""
+    from components.benchmarker.tasks import decode_labels
+    from components.common.examples_io import read_records
+    from components.common.feeds import ExampleRecords, FeedSettings, decode_inputs, plan_inputs
+
+    records = ExampleRecords(read_records(examples_uri, split), examples_uri)
+    (images,) = decode_inputs(records, plan_inputs(signature.inputs, FeedSettings(), records))
+    return LabelledImages(images=images, labels=decode_labels(records, "label"))
+
+
 @pytest.fixture(scope="session")
 def digits_eval(embedded_default, frozen_digits):
     """The held-out digits as LabelledImages shaped for the model input."""
-    from components.common.examples_io import read_labelled_images
+    return read_labelled_images(embedded_default.examples_uri, frozen_digits.signature)
 
-    return read_labelled_images(embedded_default.examples_uri, frozen_digits.signature.inputs[0])
+
+@pytest.fixture(scope="session")
+def digits_train(embedded_default, frozen_digits):
+    """The digits the CNN was trained on: what int8 calibration reads."""
+    return read_labelled_images(embedded_default.examples_uri, frozen_digits.signature, "train")

@@ -1,12 +1,14 @@
-"""The accuracy pass as an Apache Beam pipeline: top-1/top-5 and agreement with the baseline.
+"""The accuracy pass as an Apache Beam pipeline: task metrics and faithfulness per output.
 
 Timing belongs to one device, so the latency pass stays in one process; accuracy does
 not, so it is a Beam pipeline that scales out with `beam_pipeline_args` on a real
 runner (Dataflow, Flink, Spark) when the eval set is large. Each worker loads every
-variant once (`DoFn.setup`), decodes a batch of serialized `tf.Example`s, runs all
-variants on it and emits partial counts, which one combiner sums:
+variant once (`DoFn.setup`), turns a batch of serialized `tf.Example`s into each
+variant's inputs (`feeds.ModelFeeder`: the same records feed the baseline and, through
+the preprocessing graph, a model core), runs all variants and emits mergeable counts
+per output (`tasks.Counts`), which one combiner sums:
 
-    records -> BatchElements -> PredictAndScore (every variant) -> CombineGlobally(sum)
+    records -> [Filter: evaluation slice] -> BatchElements -> PredictAndScore -> Sum
 
 With no arguments it runs on Beam's in-process DirectRunner.
 """
@@ -19,107 +21,52 @@ from typing import Any
 
 import numpy as np
 
-TOP_K = 5
+from components.benchmarker.tasks import Counts, EvaluationPlan, is_degenerate
+from components.common.examples_io import PART_ALL
 
 
-@dataclasses.dataclass
-class VariantCounts:
-    """Sums over examples for one variant; merged across workers."""
-
-    examples: int = 0
-    top1_correct: int = 0
-    top5_correct: int = 0
-    agree_with_baseline: int = 0
-    max_abs_diff: float = 0.0
-    num_classes: int = 0
-
-    def merge(self, other: VariantCounts) -> VariantCounts:
-        return VariantCounts(
-            examples=self.examples + other.examples,
-            top1_correct=self.top1_correct + other.top1_correct,
-            top5_correct=self.top5_correct + other.top5_correct,
-            agree_with_baseline=self.agree_with_baseline + other.agree_with_baseline,
-            max_abs_diff=max(self.max_abs_diff, other.max_abs_diff),
-            num_classes=max(self.num_classes, other.num_classes),
-        )
-
-    def metrics(self, has_baseline: bool) -> dict[str, Any]:
-        """top1, top5 (None with fewer than 5 classes), agreement and max abs diff."""
-        n = max(self.examples, 1)
-        metrics: dict[str, Any] = {
-            "top1": self.top1_correct / n,
-            "top5": self.top5_correct / n if self.num_classes >= TOP_K else None,
-            "eval_examples": self.examples,
-        }
-        if has_baseline:
-            metrics["top1_agreement"] = self.agree_with_baseline / n
-            metrics["max_abs_diff"] = self.max_abs_diff
-        return metrics
-
-
-def score_batch(
-    scores: np.ndarray, labels: np.ndarray, baseline_scores: np.ndarray | None
-) -> VariantCounts:
-    """Counts for one batch of one variant's scores (N, classes)."""
-    top1 = np.argmax(scores, axis=1)
-    counts = VariantCounts(
-        examples=int(len(labels)),
-        top1_correct=int(np.sum(top1 == labels)),
-        num_classes=int(scores.shape[1]),
-    )
-    if scores.shape[1] >= TOP_K:
-        top5 = np.argsort(-scores, axis=1)[:, :TOP_K]
-        counts.top5_correct = int(np.sum(np.any(top5 == labels[:, None], axis=1)))
-    if baseline_scores is not None:
-        counts.agree_with_baseline = int(np.sum(top1 == np.argmax(baseline_scores, axis=1)))
-        counts.max_abs_diff = float(np.max(np.abs(scores - baseline_scores)))
-    return counts
-
-
-def predict_in_batches(variant: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """First output of a loaded variant over `images`, padding static-batch variants."""
+def predict_in_batches(
+    variant: Any, inputs: Sequence[np.ndarray], batch_size: int
+) -> list[np.ndarray]:
+    """Every output of a loaded variant over `inputs`, padding static-batch variants."""
+    rows = len(inputs[0])
     step = variant.batch_size_for(batch_size)
-    outputs = []
-    for start in range(0, len(images), step):
-        batch = images[start : start + step]
-        real = len(batch)
+    outputs: list[list[np.ndarray]] = []
+    for start in range(0, rows, step):
+        batch = [x[start : start + step] for x in inputs]
+        real = len(batch[0])
         if real < step and not variant.supports_batch(real):
             # Pad the tail to the compiled batch size; the padding rows are dropped below.
-            batch = np.concatenate([batch, np.repeat(batch[-1:], step - real, axis=0)])
-        outputs.append(variant.run(variant.prepare([batch]))[0][:real])
-    return np.concatenate(outputs).astype(np.float32)
+            batch = [np.concatenate([x, np.repeat(x[-1:], step - real, axis=0)]) for x in batch]
+        results = variant.run(variant.prepare(batch))
+        outputs.append([r[:real] for r in results])
+    return [np.concatenate([o[i] for o in outputs]) for i in range(len(outputs[0]))]
 
 
 @dataclasses.dataclass(frozen=True)
 class AccuracyJob:
-    """What each worker needs: the variants to load and how to decode examples."""
+    """What each worker needs: the variants to load, how to feed them, how to score."""
 
     variants: tuple[tuple[str, str, str], ...]  # (name, format, uri)
+    signatures: dict[str, Any]  # name -> GraphSignature: what each variant takes
     baseline_name: str
-    model_input: Any  # components.common.signature.TensorDescription
+    plan: EvaluationPlan
     # Features, accuracy batch size, threads and device: the benchmark's own settings.
     settings: Any  # components.benchmarker.harness.BenchmarkSettings
+    preprocessing_uri: str | None = None
+    # Which records evaluate (examples_io.PART_*): all, or those calibration left out.
+    part: str = PART_ALL
+    where: str = ""  # The Examples' location, for messages.
 
 
-def _merge_all(partials: Iterable[dict[str, VariantCounts]]) -> dict[str, VariantCounts]:
-    merged: dict[str, VariantCounts] = {}
+def _merge_all(partials: Iterable[dict[str, dict[str, Counts]]]) -> dict[str, dict[str, Counts]]:
+    merged: dict[str, dict[str, Counts]] = {}
     for partial in partials:
-        for name, counts in partial.items():
-            merged[name] = merged[name].merge(counts) if name in merged else counts
+        for name, outputs in partial.items():
+            mine = merged.setdefault(name, {})
+            for output, counts in outputs.items():
+                mine[output] = mine[output].merge(counts) if output in mine else counts
     return merged
-
-
-def _decode(records: Sequence[bytes], job: AccuracyJob) -> tuple[np.ndarray, np.ndarray]:
-    import tensorflow as tf
-
-    shape = tuple(job.model_input.shape[1:])
-    images, labels = [], []
-    for record in records:
-        features = tf.train.Example.FromString(record).features.feature
-        images.append(np.asarray(features[job.settings.image_feature].float_list.value, np.float32))
-        labels.append(int(features[job.settings.label_feature].int64_list.value[0]))
-    batch = np.stack(images).reshape((len(records), *shape)).astype(job.model_input.dtype)
-    return batch, np.asarray(labels, np.int64)
 
 
 class _PredictAndScore:
@@ -137,6 +84,8 @@ class _PredictAndScore:
 
             def setup(self) -> None:
                 from components.benchmarker.backends import backend_for
+                from components.common.feeds import ModelFeeder
+                from components.common.preprocessing import Preprocessing
 
                 job = self._job
                 threads = job.settings.thread_settings()
@@ -144,27 +93,57 @@ class _PredictAndScore:
                 self._errors: dict[str, str] = {}
                 for name, model_format, uri in job.variants:
                     try:
-                        variant = backend_for(model_format).load(uri, threads, job.settings.device)
+                        backend = backend_for(model_format).for_selection(job.settings.selection())
+                        variant = backend.load(uri, threads, job.settings.device)
                         self._loaded[name] = variant
                     except Exception as error:  # Reported per variant; others still score.
                         self._errors[name] = f"{type(error).__name__}: {error}"
+                preprocessing = (
+                    Preprocessing.load(job.preprocessing_uri) if job.preprocessing_uri else None
+                )
+                self._feeder = ModelFeeder(job.settings.feed, preprocessing)
+                self._tasks = {p.output.name: p.task for p in job.plan.outputs}
 
             def process(self, records: list[bytes]) -> Iterable[dict[str, Any]]:
-                images, labels = _decode(records, self._job)
-                predictions = {}
+                from components.benchmarker.tasks import decode_labels
+                from components.common.errors import UserInputError
+                from components.common.feeds import ExampleRecords
+
+                job = self._job
+                batch = ExampleRecords(records, job.where)
+                labels = {
+                    p.output.name: decode_labels(batch, p.label_feature)
+                    for p in job.plan.outputs
+                    if p.label_feature
+                }
+                predictions: dict[str, dict[str, np.ndarray]] = {}
                 for name, variant in self._loaded.items():
                     if name in self._errors:
                         continue
+                    signature = job.signatures[name]
                     try:
-                        predictions[name] = predict_in_batches(
-                            variant, images, self._job.settings.accuracy_batch_size
+                        inputs = self._feeder.inputs(signature, batch)
+                        outputs = predict_in_batches(
+                            variant, inputs, job.settings.accuracy_batch_size
                         )
+                    except UserInputError:
+                        raise  # Bad data fails the run, as it would for the baseline.
                     except Exception as error:
                         self._errors[name] = f"{type(error).__name__}: {error}"
-                baseline = predictions.get(self._job.baseline_name)
+                        continue
+                    predictions[name] = dict(zip(signature.output_names, outputs, strict=True))
+                baseline = predictions.get(job.baseline_name)
                 counts = {
-                    name: score_batch(scores, labels, baseline)
-                    for name, scores in predictions.items()
+                    name: {
+                        output: task.count(
+                            outputs[output],
+                            labels.get(output),
+                            baseline[output] if baseline and name != job.baseline_name else None,
+                        )
+                        for output, task in self._tasks.items()
+                        if output in outputs
+                    }
+                    for name, outputs in predictions.items()
                 }
                 yield {"counts": counts, "errors": dict(self._errors)}
 
@@ -185,10 +164,46 @@ def _to_json_line(combined: dict[str, Any]) -> str:
 
     return json.dumps(
         {
-            "counts": {n: dataclasses.asdict(c) for n, c in combined["counts"].items()},
+            "counts": {
+                name: {output: c.to_json() for output, c in outputs.items()}
+                for name, outputs in combined["counts"].items()
+            },
             "errors": combined["errors"],
         }
     )
+
+
+def summarize(
+    plan: EvaluationPlan, counts: dict[str, dict[str, Counts]], baseline_name: str
+) -> dict[str, dict[str, Any]]:
+    """Per variant: metrics (the primary output's plain, others as `output/metric`),
+    faithfulness per output, and the primary output's faithfulness flattened."""
+    baseline = counts.get(baseline_name, {})
+    degenerate = [o for o, c in baseline.items() if is_degenerate(c)]
+    summaries: dict[str, dict[str, Any]] = {}
+    for name, outputs in counts.items():
+        metrics: dict[str, float | None] = {}
+        faithfulness: dict[str, dict[str, float | None]] = {}
+        for output_plan in plan.outputs:
+            output = output_plan.output.name
+            if output not in outputs:
+                continue
+            task = output_plan.task
+            if output_plan.label_feature:
+                prefix = "" if output == plan.primary_output else f"{output}/"
+                for metric, value in task.metrics(outputs[output]).items():
+                    metrics[prefix + metric] = value
+            faithful = task.faithfulness(outputs[output])
+            if faithful:
+                faithfulness[output] = faithful
+        primary = outputs.get(plan.primary_output)
+        summaries[name] = {
+            "eval_examples": primary.examples if primary else 0,
+            "metrics": metrics,
+            "faithfulness": faithfulness,
+            "degenerate_baseline_outputs": degenerate,
+        }
+    return summaries
 
 
 def run_accuracy_pipeline(
@@ -198,7 +213,7 @@ def run_accuracy_pipeline(
     limit: int | None = None,
     beam_pipeline_args: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
-    """Runs the accuracy pipeline and returns `{variant: metrics}` (see VariantCounts.metrics).
+    """Runs the accuracy pipeline and returns `{variant: summary}` (see `summarize`).
 
     The combined counts are written as one JSON line under `result_dir` (on a
     distributed runner, give a path every worker can write, e.g. gs://...). A variant
@@ -212,12 +227,19 @@ def run_accuracy_pipeline(
     import tensorflow as tf
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from components.common.examples_io import record_part
+
     result_prefix = os.path.join(result_dir, "accuracy_counts")
     options = PipelineOptions(list(beam_pipeline_args))
+    part = job.part
     with beam.Pipeline(options=options) as pipeline:
         records = pipeline | "ReadExamples" >> beam.io.ReadFromTFRecord(
             _common_pattern(files), compression_type=beam.io.filesystem.CompressionTypes.GZIP
         )
+        if part != PART_ALL:
+            records = records | "EvaluationSlice" >> beam.Filter(
+                lambda record: record_part(record) == part
+            )
         if limit is not None:
             records = (
                 records
@@ -237,14 +259,14 @@ def run_accuracy_pipeline(
         )
     with tf.io.gfile.GFile(result_prefix) as f:
         combined = json.loads(f.read())
-    counts = {n: VariantCounts(**c) for n, c in combined["counts"].items()}
-    has_baseline = job.baseline_name in counts
-    metrics: dict[str, dict[str, Any]] = {
-        name: c.metrics(has_baseline) for name, c in counts.items()
+    counts = {
+        name: {output: Counts.from_json(c) for output, c in outputs.items()}
+        for name, outputs in combined["counts"].items()
     }
+    results = summarize(job.plan, counts, job.baseline_name)
     for name, error in combined["errors"].items():
-        metrics[name] = {"error": error}
-    return metrics
+        results[name] = {"error": error}
+    return results
 
 
 def _common_pattern(files: Sequence[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from components.common.signature import GraphSignature, TensorDescription
+from components.freezer.model_forms import ModelSelection
 
 FORMAT_SAVED_MODEL = "saved_model"
 FORMAT_GRAPHDEF = "graphdef"
@@ -24,6 +25,12 @@ FORMAT_TFLITE = "tflite"
 FORMAT_XLA_JIT = "xla_jit_saved_model"
 FORMAT_XLA_AOT = "xla_aot"
 FORMAT_NULL = "null"
+# The preprocessing part of a split serialized-Example signature (a FrozenGraph artifact).
+FORMAT_PREPROCESSING = "preprocessing"
+DEFAULT_SIGNATURE_KEY = "serving_default"
+# Baselines of the other model forms (components/freezer/model_forms.py names them so).
+FORMAT_KERAS = "keras"
+FORMAT_TF1_CHECKPOINT = "tf1_checkpoint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +78,16 @@ class Backend(abc.ABC):
     def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
         """Loads the variant stored at `uri` (an artifact URI)."""
 
-    def signature(self, uri: str) -> GraphSignature:
-        """The variant's inputs/outputs; most formats keep `signature.json` beside the model."""
+    def for_selection(self, selection: ModelSelection) -> Backend:
+        """This backend, loading the selected function where a format holds several
+        (a SavedModel's signatures, a TF1 graph's output nodes)."""
+        return self
+
+    def signature(self, uri: str, signature_key: str = DEFAULT_SIGNATURE_KEY) -> GraphSignature:
+        """The variant's inputs/outputs; most formats keep `signature.json` beside the model.
+
+        `signature_key` matters only for formats that hold several signatures (a SavedModel).
+        """
         return GraphSignature.load(uri)
 
 
@@ -187,18 +202,25 @@ class SavedModelBackend(Backend):
         path = os.path.join(uri, self.subdirectory) if self.subdirectory else uri
         return resolve_saved_model_dir(path)
 
-    def signature(self, uri: str) -> GraphSignature:
-        from components.freezer.freezing import load_serving_function
+    def __init__(self, selection: ModelSelection | None = None) -> None:
+        self.selection = selection or ModelSelection()
+        self.signature_key = self.selection.signature_key
 
-        function = load_serving_function(self._saved_model_dir(uri))
-        return signature_of_function(function)
+    def signature(self, uri: str, signature_key: str = DEFAULT_SIGNATURE_KEY) -> GraphSignature:
+        from components.freezer.freezing import load_serving_function, signature_of_function
+
+        function = load_serving_function(self._saved_model_dir(uri), signature_key)
+        return signature_of_function(function, signature_key)
 
     def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
-        from components.freezer.freezing import load_serving_function
+        from components.freezer.freezing import load_serving_function, signature_of_function
 
-        function = load_serving_function(self._saved_model_dir(uri))
+        function = load_serving_function(self._saved_model_dir(uri), self.signature_key)
         names = [t.name for t in signature_of_function(function).inputs]
         return _TensorFlowFunctionVariant(function, device, keyword_names=names)
+
+    def for_selection(self, selection: ModelSelection) -> Backend:
+        return type(self)(selection)
 
 
 @register_backend(FORMAT_XLA_JIT)
@@ -210,8 +232,13 @@ class XlaJitSavedModelBackend(SavedModelBackend):
 
     subdirectory = "saved_model"
 
-    def signature(self, uri: str) -> GraphSignature:
+    def signature(self, uri: str, signature_key: str = DEFAULT_SIGNATURE_KEY) -> GraphSignature:
         return GraphSignature.load(uri)
+
+    def for_selection(self, selection: ModelSelection) -> Backend:
+        # The XlaCompiler's SavedModel has one signature, serving_default, whatever
+        # signature the Freezer froze.
+        return self
 
 
 @register_backend(FORMAT_GRAPHDEF)
@@ -252,28 +279,66 @@ class NullBackend(Backend):
         return _NullVariant(GraphSignature.load(uri).outputs)
 
 
-def signature_of_function(function: Any) -> GraphSignature:
-    """A GraphSignature for a signature concrete function (tensor names are its own)."""
-    import tensorflow as tf
+class _OriginalModelBackend(Backend):
+    """A model form other than a SavedModel, run un-frozen as the baseline (model_forms.py)."""
 
-    input_specs = tf.nest.flatten(function.structured_input_signature)
-    output_names = sorted(function.structured_outputs)
-    return GraphSignature(
-        signature_key="serving_default",
-        inputs=tuple(
-            TensorDescription(s.name, f"{s.name}:0", s.dtype.name, tuple(s.shape.as_list()))
-            for s in input_specs
-        ),
-        outputs=tuple(
-            TensorDescription(
-                name,
-                f"{name}:0",
-                function.structured_outputs[name].dtype.name,
-                tuple(function.structured_outputs[name].shape.as_list()),
-            )
-            for name in output_names
-        ),
-    )
+    def __init__(self, selection: ModelSelection | None = None) -> None:
+        self.selection = selection or ModelSelection()
+
+    def for_selection(self, selection: ModelSelection) -> Backend:
+        return type(self)(selection)
+
+    def _original(self, uri: str) -> tuple[Any, GraphSignature, list[str] | None]:
+        from components.freezer.model_forms import get_form, original_function
+
+        source = get_form(self.format).find(uri)
+        if source is None:
+            raise ValueError(f"{uri!r} holds no {self.format} model")
+        return original_function(source, self.selection)
+
+    def signature(self, uri: str, signature_key: str = DEFAULT_SIGNATURE_KEY) -> GraphSignature:
+        return self._original(uri)[1]
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        import tensorflow as tf
+
+        with tf.device(_tf_device(device)):
+            function, _, keyword_names = self._original(uri)
+        variant = _TensorFlowFunctionVariant(function, device, keyword_names=keyword_names)
+        return variant
+
+
+@register_backend(FORMAT_KERAS)
+class KerasBackend(_OriginalModelBackend):
+    """A `.keras`/`.h5` file, called through a serving function made from its inputs."""
+
+
+@register_backend(FORMAT_TF1_CHECKPOINT)
+class Tf1CheckpointBackend(_OriginalModelBackend):
+    """A TF1 checkpoint: its graph with the variables restored, not frozen."""
+
+
+@register_backend(FORMAT_PREPROCESSING)
+class PreprocessingBackend(Backend):
+    """The preprocessing graph of a split signature, timed on its own (parsing, Transform)."""
+
+    def signature(self, uri: str, signature_key: str = DEFAULT_SIGNATURE_KEY) -> GraphSignature:
+        from components.common.preprocessing import read_preprocessing_graph
+
+        return read_preprocessing_graph(uri).signature
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        import tensorflow as tf
+
+        from components.common.preprocessing import Preprocessing
+
+        with tf.device(_tf_device("CPU:0")):  # String ops have CPU kernels only.
+            preprocessing = Preprocessing.load(uri)
+        if preprocessing is None:
+            raise ValueError(f"{uri!r} holds no preprocessing/ graph")
+        variant = _TensorFlowFunctionVariant(preprocessing.function, "CPU:0", keyword_names=None)
+        variant._owner = preprocessing  # noqa: SLF001 - keeps the lookup tables alive.
+        return variant
 
 
 class _TFLiteVariant(LoadedVariant):

@@ -18,6 +18,7 @@ from components.artifacts import (
     XlaCompiledModel,
 )
 from components.benchmarker import executor
+from components.benchmarker.selection import parse_metric_budget
 from components.version import __version__
 from system import HTML, Markdown
 
@@ -44,6 +45,8 @@ class BenchmarkerSpec(ComponentSpec):
         "benchmark_settings": ExecutionParameter(type=str),  # JSON of BenchmarkSettings.
         "objective": ExecutionParameter(type=str),
         "max_accuracy_drop": ExecutionParameter(type=float),
+        # "" (the task's default), a number in the metric's units, or "N%" of the baseline.
+        "max_metric_drop": ExecutionParameter(type=str),
         "max_p99_ms": ExecutionParameter(type=float),
         "package_version": ExecutionParameter(type=str),
     }
@@ -87,6 +90,7 @@ class Benchmarker(base_beam_component.BaseBeamComponent):
         objective: str = "p50",
         max_accuracy_drop: float = 0.01,
         max_p99_ms: float = 0.0,
+        max_metric_drop: str = "",
     ) -> None:
         unknown = sorted(set(variants) - set(VARIANT_INPUT_TYPES))
         if unknown:
@@ -99,6 +103,8 @@ class Benchmarker(base_beam_component.BaseBeamComponent):
             raise ValueError(
                 f"max_accuracy_drop is a fraction (0.01 = 1 point), got {max_accuracy_drop}"
             )
+        if max_metric_drop:
+            parse_metric_budget(max_metric_drop)  # Refuse a malformed budget now.
         settings_json = json.dumps(benchmark_settings or {}, sort_keys=True)
         executor.parse_settings(settings_json)  # Refuse unknown keys at pipeline-build time.
         spec = BenchmarkerSpec(
@@ -107,6 +113,7 @@ class Benchmarker(base_beam_component.BaseBeamComponent):
             benchmark_settings=settings_json,
             objective=objective,
             max_accuracy_drop=float(max_accuracy_drop),
+            max_metric_drop=max_metric_drop,
             max_p99_ms=float(max_p99_ms),
             package_version=__version__,
             report=channel.Channel(type=BenchmarkReport),

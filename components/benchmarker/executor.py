@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
@@ -12,38 +11,93 @@ from typing import Any
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types.artifact import Artifact
 
-from components.benchmarker.backends import FORMAT_NULL, FORMAT_SAVED_MODEL
+from components.benchmarker.backends import FORMAT_NULL, FORMAT_PREPROCESSING, FORMAT_SAVED_MODEL
 from components.benchmarker.harness import (
     BenchmarkRequest,
     BenchmarkSettings,
     VariantSpec,
     run_benchmark_in_subprocess,
 )
+from components.benchmarker.selection import (
+    FAITHFULNESS_AGREEMENT,
+    FAITHFULNESS_RELATIVE_ERROR,
+    Gate,
+    parse_metric_budget,
+)
 from components.common.artifact_utils import STATUS_OK, set_custom_property, single_artifact
 from components.common.errors import UserInputError
+from components.common.executor_output import records_user_errors
 
-BASELINE_NAME = "baseline_saved_model"
+BASELINE_NAME = "baseline"
+# The Freezer's variant: after a split, the fp32 model core that core speedups refer to.
+FROZEN_GRAPH_VARIANT = "frozen_graph"
 NULL_VARIANT_NAME = "null_harness_overhead"
+PREPROCESSING_VARIANT_NAME = "preprocessing"
 BASELINE_INPUT_KEYS = ("model", "examples")
+# The relative budget regression metrics get when none is given: 1% of the baseline's MAE.
+DEFAULT_REGRESSION_BUDGET = "1%"
 
 
 def parse_settings(settings_json: str) -> BenchmarkSettings:
     """BenchmarkSettings from JSON; unknown keys are refused with the valid ones listed."""
-    values = json.loads(settings_json or "{}")
-    known = {f.name for f in dataclasses.fields(BenchmarkSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown benchmark settings {unknown}; valid: {sorted(known)}")
-    if "throughput_batch_sizes" in values:
-        values["throughput_batch_sizes"] = tuple(values["throughput_batch_sizes"])
-    return BenchmarkSettings(**values)
+    try:
+        return BenchmarkSettings.from_json(json.loads(settings_json or "{}"))
+    except UserInputError as error:
+        raise ValueError(str(error)) from None
+
+
+def build_gate(
+    evaluation: dict[str, Any],
+    degenerate_outputs: list[str],
+    max_accuracy_drop: float,
+    max_metric_drop: str = "",
+) -> Gate:
+    """The selection gate for the evaluated task (see selection.Gate).
+
+    `max_metric_drop` ("0.5" in the metric's units, or "1%" of the baseline's value)
+    wins when given; else classifiers use `max_accuracy_drop` and regressions 1%.
+    """
+    metric = evaluation["primary_metric"] if evaluation.get("labels") else None
+    if max_metric_drop:
+        budget, relative = parse_metric_budget(max_metric_drop)
+    elif evaluation["task"] == "regression":
+        budget, relative = parse_metric_budget(DEFAULT_REGRESSION_BUDGET)
+    else:
+        budget, relative = float(max_accuracy_drop), False
+    degenerate = evaluation["primary_output"] in degenerate_outputs
+    return Gate(
+        metric=metric,
+        higher_is_better=bool(evaluation["higher_is_better"][evaluation["primary_metric"]]),
+        max_drop=budget,
+        relative=relative,
+        faithfulness=(
+            FAITHFULNESS_AGREEMENT if evaluation.get("decides") else FAITHFULNESS_RELATIVE_ERROR
+        ),
+        faithfulness_established=not degenerate,
+        not_established_reason=(
+            f"the baseline's output {evaluation['primary_output']!r} hardly varies across the "
+            f"evaluation inputs (random weights?), so no difference could show"
+            if degenerate
+            else ""
+        ),
+    )
+
+
+def frozen_graph_artifact(input_dict: dict[str, list[Artifact]]) -> Artifact | None:
+    artifacts = input_dict.get("frozen_graph") or []
+    return artifacts[0] if artifacts else None
 
 
 def variant_specs(
-    model: Artifact, input_dict: dict[str, list[Artifact]]
+    model: Artifact,
+    input_dict: dict[str, list[Artifact]],
+    baseline_format: str = FORMAT_SAVED_MODEL,
 ) -> tuple[list[VariantSpec], str]:
-    """The baseline, every variant artifact, and the null backend (harness overhead)."""
-    specs = [VariantSpec(BASELINE_NAME, FORMAT_SAVED_MODEL, model.uri, artifact_id=model.id)]
+    """The baseline, every variant artifact, the preprocessing (when the Freezer split the
+    signature) and the null backend (harness overhead)."""
+    from components.common.preprocessing import has_preprocessing
+
+    specs = [VariantSpec(BASELINE_NAME, baseline_format, model.uri, artifact_id=model.id)]
     signature_uri = ""
     for key in sorted(input_dict):
         if key in BASELINE_INPUT_KEYS:
@@ -67,6 +121,13 @@ def variant_specs(
             )
             if status == STATUS_OK and not signature_uri:
                 signature_uri = artifact.uri
+    frozen = frozen_graph_artifact(input_dict)
+    if frozen is not None and has_preprocessing(frozen.uri):
+        specs.append(
+            VariantSpec(
+                PREPROCESSING_VARIANT_NAME, FORMAT_PREPROCESSING, frozen.uri, artifact_id=frozen.id
+            )
+        )
     if signature_uri:
         # The null backend only needs an output shape, which any variant's signature has.
         specs.append(VariantSpec(NULL_VARIANT_NAME, FORMAT_NULL, signature_uri))
@@ -87,6 +148,7 @@ def _json_safe(properties: dict[str, Any]) -> dict[str, Any]:
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Benchmarks in a child process, then writes report.json/md/html and the blessing."""
 
+    @records_user_errors
     def Do(
         self,
         input_dict: dict[str, list[Artifact]],
@@ -99,9 +161,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = single_artifact(input_dict["examples"], "examples")
         report_artifact = single_artifact(output_dict["report"], "report")
         blessing_artifact = single_artifact(output_dict["blessing"], "blessing")
+        from components.freezer.model_forms import resolve_model
+
         settings = parse_settings(exec_properties["benchmark_settings"])
-        specs, baseline_name = variant_specs(model, input_dict)
+        # The baseline is the original model in its own form (SavedModel, Keras, TF1).
+        specs, baseline_name = variant_specs(model, input_dict, resolve_model(model.uri).form)
+        frozen = frozen_graph_artifact(input_dict)
         started_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+        from components.common.preprocessing import has_preprocessing
+        from components.freezer.freezing import load_source_signature
 
         with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
             raw = run_benchmark_in_subprocess(
@@ -112,6 +181,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     settings,
                     # The pipeline's beam_pipeline_args scale the accuracy pass out.
                     beam_pipeline_args=list(self._beam_pipeline_args or []),
+                    baseline_signature=load_source_signature(frozen.uri) if frozen else None,
+                    preprocessing_uri=(
+                        frozen.uri if frozen is not None and has_preprocessing(frozen.uri) else ""
+                    ),
                 ),
                 workdir,
             )
@@ -122,16 +195,35 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 f"The baseline model at {model.uri!r} could not be benchmarked: "
                 f"{baseline_raw['failure_reason']}"
             )
-        results = [selection.VariantResult.from_harness_json(v) for v in raw["variants"]]
+        evaluation = raw["evaluation"]
+        gate = build_gate(
+            evaluation,
+            baseline_raw.get("degenerate_baseline_outputs") or [],
+            float(exec_properties["max_accuracy_drop"]),
+            exec_properties.get("max_metric_drop") or "",
+        )
+        results = [
+            selection.VariantResult.from_harness_json(v, evaluation["primary_output"])
+            for v in raw["variants"]
+        ]
+        candidates = [r for r in results if r.format not in (FORMAT_NULL, FORMAT_PREPROCESSING)]
         chosen = selection.choose_best_variant(
-            [r for r in results if r.format != FORMAT_NULL],
+            candidates,
             baseline_name=baseline_name,
             objective=exec_properties["objective"],
-            max_accuracy_drop=float(exec_properties["max_accuracy_drop"]),
+            gate=gate,
             max_p99_ms=float(exec_properties["max_p99_ms"]) or None,
+            objective_offsets_ms=_core_offsets(results, baseline_name),
         )
         # Taken in the benchmark process, where TF is loaded and the threads were set.
         machine = fingerprint.HardwareFingerprint.from_json(raw["fingerprint"])
+        warnings = fingerprint.hardware_warnings(hardware_requirements(specs), machine)
+        if not gate.faithfulness_established:
+            warnings.append(
+                f"faithfulness not established: {gate.not_established_reason}; agreement and "
+                f"output differences cannot show whether a variant is faithful, so none is "
+                f"blessed over the baseline"
+            )
         content = report.build_report(
             variants=results,
             selection=chosen,
@@ -139,7 +231,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             settings={**settings.to_json(), **_selection_settings(exec_properties)},
             started_at=started_at,
             finished_at=finished_at,
-            warnings=fingerprint.hardware_warnings(hardware_requirements(specs), machine),
+            warnings=warnings,
             inputs={
                 "model_uri": model.uri,
                 "examples_uri": examples.uri,
@@ -147,6 +239,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 "benchmark_process_peak_rss_bytes": raw["process_peak_rss_bytes"],
             },
             tool_version=exec_properties.get("package_version"),
+            evaluation={**evaluation, "gate": gate.describe()},
+            data={**raw["data"], "preprocessing": raw.get("preprocessing")},
+            core_reference=FROZEN_GRAPH_VARIANT if raw.get("preprocessing") else None,
         )
         report.write_report(content, report_artifact.uri)
         # Value artifacts (a file at the URI): KFP's UI renders these types inline.
@@ -160,6 +255,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             set_custom_property(report_artifact, key, value)
         set_custom_property(report_artifact, "selection_reason", chosen.reason)
         _write_blessing(blessing_artifact, chosen, specs, exec_properties)
+
+
+def _core_offsets(results: list[Any], baseline_name: str) -> dict[str, float]:
+    """Preprocessing p50 for every model-core variant: their end-to-end estimate's addend."""
+    preprocessing = next((r for r in results if r.format == FORMAT_PREPROCESSING), None)
+    if preprocessing is None or not preprocessing.ok or preprocessing.summary is None:
+        return {}
+    return {
+        r.name: preprocessing.summary.p50_ms
+        for r in results
+        if r.name != baseline_name and r.format not in (FORMAT_NULL, FORMAT_PREPROCESSING)
+    }
 
 
 def hardware_requirements(specs: list[VariantSpec]) -> dict[str, list[str]]:
@@ -176,6 +283,7 @@ def _selection_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
     return {
         "objective": exec_properties["objective"],
         "max_accuracy_drop": float(exec_properties["max_accuracy_drop"]),
+        "max_metric_drop": exec_properties.get("max_metric_drop") or None,
         "max_p99_ms": float(exec_properties["max_p99_ms"]) or None,
     }
 

@@ -22,13 +22,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from components.benchmarker.tasks import LabelSettings
 from components.common.artifact_utils import STATUS_FAILED, STATUS_OK, directory_size_bytes
-from components.common.errors import UserInputError
+from components.common.errors import UserInputError, find_user_error
+from components.common.examples_io import AUTO_CALIBRATION_SPLIT
+from components.common.feeds import FeedSettings
+from components.common.signature import GraphSignature
 
 
 @dataclasses.dataclass
@@ -66,10 +70,23 @@ class BenchmarkSettings:
     accuracy_batch_size: int = 32
     max_eval_examples: int | None = None
     split: str = "eval"
-    image_feature: str = "image"
-    label_feature: str = "label"
+    # The calibration split the Quantizer used ("auto": train, else a hashed slice of
+    # `split`); evaluation leaves out whatever calibration read.
+    calibration_split: str = AUTO_CALIBRATION_SPLIT
+    # The baseline's function: the same one the Freezer froze (a signature, or for a
+    # TF1 checkpoint its output and input nodes).
+    signature_key: str = "serving_default"
+    output_nodes: tuple[str, ...] = ()
+    input_nodes: tuple[str, ...] = ()
+    feed: FeedSettings = dataclasses.field(default_factory=FeedSettings)
+    labels: LabelSettings = dataclasses.field(default_factory=LabelSettings)
     # "auto": the first visible GPU, else the CPU; or a device name such as "CPU:0".
     device: str = "auto"
+
+    def selection(self) -> Any:  # -> model_forms.ModelSelection
+        from components.freezer.model_forms import ModelSelection
+
+        return ModelSelection(self.signature_key, tuple(self.output_nodes), tuple(self.input_nodes))
 
     def thread_settings(self) -> Any:  # -> backends.ThreadSettings (TF-free import path)
         from components.benchmarker.backends import ThreadSettings
@@ -79,12 +96,25 @@ class BenchmarkSettings:
     def to_json(self) -> dict[str, Any]:
         value = dataclasses.asdict(self)
         value["throughput_batch_sizes"] = list(self.throughput_batch_sizes)
+        value["output_nodes"] = list(self.output_nodes)
+        value["input_nodes"] = list(self.input_nodes)
+        value["feed"] = self.feed.to_json()
+        value["labels"] = self.labels.to_json()
         return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> BenchmarkSettings:
+        """Settings from JSON; unknown keys are refused with the valid ones listed."""
         value = dict(value)
-        value["throughput_batch_sizes"] = tuple(value["throughput_batch_sizes"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise UserInputError(f"Unknown benchmark settings {unknown}; valid: {sorted(known)}.")
+        for key in ("throughput_batch_sizes", "output_nodes", "input_nodes"):
+            if key in value:
+                value[key] = tuple(value[key])
+        value["feed"] = FeedSettings.from_json(value.get("feed"))
+        value["labels"] = LabelSettings.from_json(value.get("labels"))
         return cls(**value)
 
 
@@ -99,6 +129,11 @@ class BenchmarkRequest:
     # Where the accuracy pipeline writes its combined counts; a temp dir when empty.
     # A distributed runner needs a location every worker can write (gs://, s3://).
     accuracy_result_dir: str = ""
+    # The signature the baseline takes, as the Freezer recorded it (which inputs take
+    # serialized tf.Examples); None: read from the baseline model itself.
+    baseline_signature: GraphSignature | None = None
+    # The FrozenGraph artifact holding `preprocessing/`, when the signature was split.
+    preprocessing_uri: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,10 +143,15 @@ class BenchmarkRequest:
             "settings": self.settings.to_json(),
             "beam_pipeline_args": list(self.beam_pipeline_args),
             "accuracy_result_dir": self.accuracy_result_dir,
+            "baseline_signature": (
+                self.baseline_signature.to_json() if self.baseline_signature else None
+            ),
+            "preprocessing_uri": self.preprocessing_uri,
         }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> BenchmarkRequest:
+        signature = value.get("baseline_signature")
         return cls(
             variants=[VariantSpec(**v) for v in value["variants"]],
             baseline_name=value["baseline_name"],
@@ -119,6 +159,8 @@ class BenchmarkRequest:
             settings=BenchmarkSettings.from_json(value["settings"]),
             beam_pipeline_args=list(value.get("beam_pipeline_args", [])),
             accuracy_result_dir=value.get("accuracy_result_dir", ""),
+            baseline_signature=GraphSignature.from_json(signature) if signature else None,
+            preprocessing_uri=value.get("preprocessing_uri", ""),
         )
 
 
@@ -152,31 +194,50 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     from components.benchmarker.accuracy import AccuracyJob, run_accuracy_pipeline
     from components.benchmarker.backends import (
         FORMAT_NULL,
+        FORMAT_PREPROCESSING,
         backend_for,
         select_device,
         visible_gpus,
     )
-    from components.common.examples_io import read_labelled_images, split_files
+    from components.benchmarker.tasks import plan_evaluation
+    from components.common.examples_io import read_records, resolve_calibration, split_files
+    from components.common.feeds import ExampleRecords, ModelFeeder, check_feature_map
+    from components.common.preprocessing import Preprocessing
 
     _configure_threads(request.settings)
     device = select_device(request.settings.device, visible_gpus())
     settings = dataclasses.replace(request.settings, device=device)
     threads = settings.thread_settings()
     baseline = next(v for v in request.variants if v.name == request.baseline_name)
-    baseline_signature = backend_for(baseline.model_format).signature(baseline.uri)
-    # Timing inputs: enough real examples for the largest batch. This read also
-    # validates the examples against the model input before anything else runs.
-    eval_set = read_labelled_images(
-        request.examples_uri,
-        baseline_signature.inputs[0],
-        split=settings.split,
-        image_feature=settings.image_feature,
-        label_feature=settings.label_feature,
-        limit=max(settings.throughput_batch_sizes, default=1),
+    baseline_signature = request.baseline_signature or backend_for(
+        baseline.model_format
+    ).for_selection(settings.selection()).signature(baseline.uri, settings.signature_key)
+    check_feature_map(settings.feed, baseline_signature.inputs)
+    preprocessing = (
+        Preprocessing.load(request.preprocessing_uri) if request.preprocessing_uri else None
     )
+    feeder = ModelFeeder(settings.feed, preprocessing)
+    calibration = resolve_calibration(
+        request.examples_uri, settings.split, settings.calibration_split
+    )
+    # Timing inputs: enough real examples for the largest batch. Feeding them to the
+    # baseline and planning the evaluation validate the examples before anything runs.
+    where = request.examples_uri
+    timing_records = ExampleRecords(
+        read_records(
+            request.examples_uri,
+            settings.split,
+            limit=max(settings.throughput_batch_sizes, default=1),
+            part=calibration.evaluation_part,
+        ),
+        where,
+    )
+    feeder.inputs(baseline_signature, timing_records)
+    plan = plan_evaluation(baseline_signature.outputs, settings.labels, timing_records)
 
     results: dict[str, dict[str, Any]] = {}
     loaded: dict[str, Any] = {}
+    signatures: dict[str, GraphSignature] = {}
     for spec in request.variants:
         result: dict[str, Any] = {
             "name": spec.name,
@@ -190,14 +251,22 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         results[spec.name] = result
         if spec.status != STATUS_OK:
             continue
-        if spec.model_format != "null":
+        if spec.model_format not in (FORMAT_NULL, FORMAT_PREPROCESSING):
             result["size_bytes"] = directory_size_bytes(spec.uri)
         try:
+            backend = backend_for(spec.model_format).for_selection(settings.selection())
+            signature = (
+                baseline_signature
+                if spec.name == baseline.name
+                else backend.signature(spec.uri, settings.signature_key)
+            )
             rss_before = current_rss_bytes()
             started = time.perf_counter()
-            variant = backend_for(spec.model_format).load(spec.uri, threads, settings.device)
+            variant = backend.load(spec.uri, threads, settings.device)
             result["load_s"] = time.perf_counter() - started
-            first_input = variant.prepare([eval_set.images[: variant.fixed_batch_size or 1]])
+            first_input = variant.prepare(
+                feeder.inputs(signature, timing_records.head(variant.fixed_batch_size or 1))
+            )
             started = time.perf_counter()
             variant.run(first_input)
             result["first_call_s"] = time.perf_counter() - started
@@ -207,21 +276,29 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
             result["runtime"] = variant.describe()
             result["device"] = variant.device
             loaded[spec.name] = variant
+            signatures[spec.name] = signature
+        except UserInputError:
+            raise
         except Exception as error:  # A variant that cannot load is a failed row, not a crash.
             result["status"] = STATUS_FAILED
             result["failure_reason"] = f"load failed: {type(error).__name__}: {error}"[:2000]
 
     # Accuracy pass: a Beam pipeline over the whole split (LoadGen's accuracy mode is
     # also a separate run from its performance mode).
+    scored = [
+        name
+        for name in loaded
+        if results[name]["format"] not in (FORMAT_NULL, FORMAT_PREPROCESSING)
+    ]
     accuracy_job = AccuracyJob(
-        variants=tuple(
-            (name, results[name]["format"], results[name]["uri"])
-            for name in loaded
-            if results[name]["format"] != FORMAT_NULL
-        ),
+        variants=tuple((name, results[name]["format"], results[name]["uri"]) for name in scored),
+        signatures={name: signatures[name] for name in scored},
         baseline_name=baseline.name,
-        model_input=baseline_signature.inputs[0],
+        plan=plan,
         settings=settings,
+        preprocessing_uri=request.preprocessing_uri or None,
+        part=calibration.evaluation_part,
+        where=where,
     )
     with tempfile.TemporaryDirectory(prefix="accuracy-") as accuracy_dir:
         accuracy = run_accuracy_pipeline(
@@ -231,12 +308,12 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
             limit=settings.max_eval_examples,
             beam_pipeline_args=request.beam_pipeline_args,
         )
-    for name, metrics in accuracy.items():
-        if "error" in metrics:
+    for name, summary in accuracy.items():
+        if "error" in summary:
             results[name]["status"] = STATUS_FAILED
-            results[name]["failure_reason"] = f"inference failed: {metrics['error']}"[:2000]
+            results[name]["failure_reason"] = f"inference failed: {summary['error']}"[:2000]
         else:
-            results[name].update(metrics)
+            results[name].update(summary)
     loaded = {n: v for n, v in loaded.items() if results[n]["status"] == STATUS_OK}
     eval_examples = accuracy.get(baseline.name, {}).get("eval_examples", 0)
 
@@ -246,15 +323,16 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         max_windows=settings.max_windows,
         time_budget_s=settings.time_budget_s,
     )
+
+    def inputs_for(name: str, batch_size: int) -> list[np.ndarray]:
+        return feeder.inputs(signatures[name], batch_records[batch_size])
+
+    batch_records = {
+        size: timing_records.head(size) for size in {1, *settings.throughput_batch_sizes}
+    }
     single_stream = {n: v for n, v in loaded.items() if v.supports_batch(1)}
     latency = _measure_batch(
-        single_stream,
-        eval_set.images,
-        1,
-        settings.latency_window_size,
-        settings,
-        criterion,
-        results,
+        single_stream, inputs_for, 1, settings.latency_window_size, settings, criterion, results
     )
     for name, measurement in latency.items():
         results[name]["latency"] = measurement.to_json()
@@ -263,7 +341,7 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         runnable = {n: v for n, v in loaded.items() if v.supports_batch(batch_size)}
         measured = _measure_batch(
             runnable,
-            eval_set.images,
+            inputs_for,
             batch_size,
             settings.throughput_window_size,
             settings,
@@ -293,13 +371,24 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         "baseline_name": request.baseline_name,
         "eval_examples": eval_examples,
         "settings": settings.to_json(),
+        "evaluation": plan.describe(),
+        "data": {
+            "inputs": feeder.describe(),
+            "split": settings.split,
+            **calibration.describe(),
+        },
+        "preprocessing": (
+            {"uri": request.preprocessing_uri, "tables": preprocessing.tables}
+            if preprocessing is not None
+            else None
+        ),
         "process_peak_rss_bytes": peak_rss_bytes(),
     }
 
 
 def _measure_batch(
     loaded: dict[str, Any],
-    images: np.ndarray,
+    inputs_for: Callable[[str, int], list[np.ndarray]],
     batch_size: int,
     window_size: int,
     settings: BenchmarkSettings,
@@ -308,17 +397,16 @@ def _measure_batch(
 ) -> dict[str, Any]:
     """Interleaved timing of every variant at one batch size.
 
-    A variant that raises while being timed is marked failed in `results`, dropped
-    (also from `loaded`, so later scenarios skip it) and the rest are measured again.
+    Every variant is fed the same records, each in its own signature's form (see
+    feeds.ModelFeeder). A variant that raises while being timed is marked failed in
+    `results`, dropped (also from `loaded`, so later scenarios skip it) and the rest
+    are measured again.
     """
     from components.benchmarker import stats
 
-    batch = images[:batch_size]
-    if len(batch) < batch_size:  # Small eval sets: repeat images to fill the batch.
-        batch = np.resize(images, (batch_size, *images.shape[1:]))
     calls = {}
     for name, variant in loaded.items():
-        prepared = variant.prepare([batch])
+        prepared = variant.prepare(inputs_for(name, batch_size))
         calls[name] = lambda v=variant, p=prepared: v.run(p)
     window_sizes = _window_sizes(calls, window_size, settings)
     while calls:
@@ -405,10 +493,14 @@ def main(argv: Sequence[str]) -> int:
         request = BenchmarkRequest.from_json(json.load(f))
     try:
         result = run_benchmark(request)
-    except UserInputError as error:
+    except Exception as error:
         # Bad input (e.g. examples that do not fit the model) goes back to the parent
-        # as a message, to be raised there as the same error type.
-        result = {"user_input_error": str(error)}
+        # as a message, to be raised there as the same error type; Beam may have
+        # wrapped it on the way out of the accuracy pass.
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        result = {"user_input_error": str(user_error)}
     # Write then rename, so the parent never reads a half-written result.
     with open(result_path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(result, f)

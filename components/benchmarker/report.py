@@ -26,9 +26,18 @@ from components.benchmarker.fingerprint import HardwareFingerprint
 from components.benchmarker.selection import Selection, VariantResult
 from components.common.errors import UserInputError
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "2.0"
 # The null backend's row measures the harness itself; it is no candidate and has no speedup.
 NULL_FORMAT = "null"
+# The row timing a split signature's preprocessing alone; it is no candidate either.
+PREPROCESSING_FORMAT = "preprocessing"
+# What a row's latency covers.
+COVERS_END_TO_END = "end to end"
+COVERS_CORE = "model core"
+COVERS_PREPROCESSING = "preprocessing"
+COVERS_HARNESS = "harness"
+# Faithfulness fields of a row, beside its task metrics.
+FAITHFULNESS_FIELDS = ("agreement", "relative_error")
 # The harness's own cost must stay below this fraction of the fastest real p50.
 MAX_HARNESS_OVERHEAD_FRACTION = 0.02
 REPORT_JSON = "report.json"
@@ -61,33 +70,53 @@ def build_report(
     inputs: Mapping[str, Any] | None = None,
     tool_version: str | None = None,
     include_samples: bool = True,
+    evaluation: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    core_reference: str | None = None,
 ) -> dict[str, Any]:
     """Assembles the report.json content (schema: report_schema.md).
 
-    Adds derived fields (speedup against the baseline, the accuracy/latency Pareto front)
-    and warnings for every unsettled measurement to the given `warnings`. `inputs` holds
-    what was benchmarked (model/examples URIs, eval example count); `settings` every
-    knob of the run. Both must be JSON-serializable.
+    Adds derived fields (what each row's latency covers, the end-to-end p50 and
+    speedup against the baseline, the Pareto front) and warnings for every unsettled
+    measurement to the given `warnings`. `inputs` holds what was benchmarked
+    (model/examples URIs, eval example count); `settings` every knob of the run;
+    `evaluation` the task, metrics and gate; `data` what each input was fed. When the
+    signature was split, `core_reference` names the row whose core latency the core
+    speedups are against (the frozen core). All must be JSON-serializable.
     """
     names = [variant.name for variant in variants]
     if selection.baseline_name not in names:
         raise ValueError(f"Baseline {selection.baseline_name!r} is not among the variants.")
     baseline = variants[names.index(selection.baseline_name)]
-    baseline_p50 = baseline.summary.p50_ms if baseline.ok and baseline.summary else None
+    baseline_p50 = _variant_p50(baseline)
+    preprocessing = next((v for v in variants if v.format == PREPROCESSING_FORMAT), None)
+    preprocessing_p50 = _variant_p50(preprocessing) if preprocessing else None
+    reference = variants[names.index(core_reference)] if core_reference in names else None
+    reference_p50 = _variant_p50(reference) if reference else None
 
     rows = []
     for variant in variants:
         row = variant.to_json(include_samples=include_samples)
-        p50 = variant.summary.p50_ms if variant.ok and variant.summary else None
+        covers = _covers(variant, baseline.name, preprocessing is not None)
+        p50 = _variant_p50(variant)
+        end_to_end = None
+        if p50 is not None and covers == COVERS_END_TO_END:
+            end_to_end = p50
+        elif p50 is not None and covers == COVERS_CORE and preprocessing_p50 is not None:
+            end_to_end = p50 + preprocessing_p50
+        row["covers"] = covers
+        row["end_to_end_p50_ms"] = end_to_end
+        row["end_to_end_estimated"] = covers == COVERS_CORE
         row["speedup_vs_baseline_p50"] = (
-            baseline_p50 / p50
-            if baseline_p50 is not None and p50 and variant.format != NULL_FORMAT
-            else None
+            baseline_p50 / end_to_end if baseline_p50 is not None and end_to_end else None
+        )
+        row["core_speedup_p50"] = (
+            reference_p50 / p50 if covers == COVERS_CORE and reference_p50 and p50 else None
         )
         rows.append(row)
     overhead_warnings = _harness_overhead_warnings(variants)
-
-    accuracy_metric = "top1" if baseline.top1 is not None else "top1_agreement"
+    evaluation = dict(evaluation or {})
+    metric, higher = pareto_metric(evaluation, baseline)
     started = _iso(started_at)
     finished = _iso(finished_at) if finished_at is not None else None
     report = {
@@ -98,11 +127,15 @@ def build_report(
         "duration_s": _duration_s(started, finished),
         "inputs": dict(inputs or {}),
         "settings": dict(settings),
+        "evaluation": evaluation,
+        "data": dict(data or {}),
         "fingerprint": fingerprint.to_json(),
         "baseline_name": selection.baseline_name,
+        "split": preprocessing is not None,
         "batch_sizes": sorted({b for v in variants for b in v.throughput_images_per_s}),
-        "pareto_accuracy_metric": accuracy_metric,
-        "pareto_front": pareto_front(variants, accuracy_metric),
+        "pareto_accuracy_metric": metric,
+        "pareto_higher_is_better": higher,
+        "pareto_front": pareto_front(variants, metric, higher),
         "selection": selection.to_json(),
         "variants": rows,
         "harness_overhead_p50_ms": _harness_overhead_p50(variants),
@@ -111,26 +144,68 @@ def build_report(
     return _json_safe(report)
 
 
-def pareto_front(variants: Sequence[VariantResult], accuracy_metric: str = "top1") -> list[str]:
-    """Names of the ok variants no other beats on both p50 (lower) and accuracy (higher).
+def _variant_p50(variant: VariantResult) -> float | None:
+    return variant.summary.p50_ms if variant.ok and variant.summary else None
 
-    Sorted by p50. Variants missing either number are left out.
+
+def _covers(variant: VariantResult, baseline_name: str, split: bool) -> str:
+    if variant.format == NULL_FORMAT:
+        return COVERS_HARNESS
+    if variant.format == PREPROCESSING_FORMAT:
+        return COVERS_PREPROCESSING
+    if split and variant.name != baseline_name:
+        return COVERS_CORE
+    return COVERS_END_TO_END
+
+
+def pareto_metric(evaluation: Mapping[str, Any], baseline: VariantResult) -> tuple[str, bool]:
+    """The metric the Pareto plot trades against latency, and whether higher is better.
+
+    The primary task metric when there are labels; else the faithfulness measure.
+    """
+    metric = evaluation.get("primary_metric")
+    if metric and baseline.metric(metric) is not None:
+        return metric, bool((evaluation.get("higher_is_better") or {}).get(metric, True))
+    if evaluation.get("task") == "regression":
+        return "relative_error", False
+    return "agreement", True
+
+
+def row_metric(row: Mapping[str, Any], metric: str) -> float | None:
+    """A metric of a report row: a faithfulness field or one of its task metrics."""
+    if metric in FAITHFULNESS_FIELDS:
+        return row.get(metric)
+    return (row.get("metrics") or {}).get(metric)
+
+
+def pareto_front(
+    variants: Sequence[VariantResult], metric: str = "top1", higher_is_better: bool = True
+) -> list[str]:
+    """Names of the ok variants no other beats on both p50 (lower) and `metric`.
+
+    Sorted by p50. Variants missing either number, and the harness and preprocessing
+    rows, are left out.
     """
     points = []
+    sign = -1.0 if higher_is_better else 1.0
     for variant in variants:
-        accuracy = getattr(variant, accuracy_metric)
-        if variant.ok and variant.summary is not None and accuracy is not None:
-            points.append((variant.summary.p50_ms, -float(accuracy), variant.name))
+        if variant.format in (NULL_FORMAT, PREPROCESSING_FORMAT):
+            continue
+        value = (
+            getattr(variant, metric) if metric in FAITHFULNESS_FIELDS else variant.metric(metric)
+        )
+        if variant.ok and variant.summary is not None and value is not None:
+            points.append((variant.summary.p50_ms, sign * float(value), variant.name))
     front = []
-    for latency, negative_accuracy, name in points:
+    for latency, worse, name in points:
         dominated = any(
             other_latency <= latency
-            and other_negative <= negative_accuracy
-            and (other_latency < latency or other_negative < negative_accuracy)
-            for other_latency, other_negative, _ in points
+            and other_worse <= worse
+            and (other_latency < latency or other_worse < worse)
+            for other_latency, other_worse, _ in points
         )
         if not dominated:
-            front.append((latency, negative_accuracy, name))
+            front.append((latency, worse, name))
     return [name for _, _, name in sorted(front)]
 
 
@@ -149,8 +224,11 @@ def report_custom_properties(report: Mapping[str, Any]) -> dict[str, Any]:
             properties["baseline_p50_ms"] = p50
         if p50 is not None:
             properties[f"{row['name']}.p50_ms"] = p50
-        if row.get("top1") is not None:
-            properties[f"{row['name']}.top1"] = row["top1"]
+        for metric, value in (row.get("metrics") or {}).items():
+            if value is not None and "/" not in metric:
+                properties[f"{row['name']}.{metric}"] = value
+        if row.get("agreement") is not None:
+            properties[f"{row['name']}.agreement"] = row["agreement"]
         if row.get("speedup_vs_baseline_p50") is not None:
             properties[f"{row['name']}.speedup_p50"] = row["speedup_vs_baseline_p50"]
     return properties
@@ -224,35 +302,18 @@ def read_report(path: str) -> dict[str, Any]:
 
 def render_text_table(report: Mapping[str, Any]) -> str:
     """A fixed-width results table for a terminal, winner marked with `*`, then the verdict."""
-    batch_sizes = list(report.get("batch_sizes") or [])
-    headers = ["", "variant", "format", "status", "p50 ms", "p90 ms", "p99 ms", "stable"]
-    headers += ["speedup"] + [f"img/s@{b}" for b in batch_sizes]
-    headers += ["top-1", "agree", "max|diff|", "size"]
+    headers, rows = _results_table(report, detailed=False)
     winner = report["selection"].get("winner")
-    rows = []
-    for row in report["variants"]:
-        summary = _summary(row)
-        cells = [
-            "*" if row["name"] == winner else "",
-            row["name"],
-            row.get("format") or "",
-            row["status"],
-            _fmt(summary and summary["p50_ms"]),
-            _fmt(summary and summary["p90_ms"]),
-            _fmt(summary and summary["p99_ms"]),
-            _stable_text(row),
-            _fmt_ratio(row.get("speedup_vs_baseline_p50")),
-        ]
-        throughput = row.get("throughput_images_per_s") or {}
-        cells += [_fmt(throughput.get(str(b))) for b in batch_sizes]
-        cells += [
-            _fmt_fraction(row.get("top1")),
-            _fmt_fraction(row.get("top1_agreement")),
-            _fmt_sci(row.get("max_abs_diff")),
-            _fmt_bytes(row.get("size_bytes")),
-        ]
-        rows.append(cells)
-    left_aligned = {1, 2, 3, 7}
+    headers = ["", *headers]
+    rows = [
+        ["*" if row["name"] == winner else "", *cells]
+        for row, cells in zip(report["variants"], rows, strict=True)
+    ]
+    left_aligned = {
+        headers.index(h)
+        for h in ("variant", "covers", "status", "stable", "format")
+        if h in headers
+    }
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
@@ -267,11 +328,41 @@ def render_text_table(report: Mapping[str, Any]) -> str:
     for row in report["variants"]:
         if row["status"] != "ok":
             out.append(f"{row['name']} failed: {row.get('failure_reason') or 'no reason given'}")
-    out.append(f"baseline: {report['baseline_name']}; speedup = baseline p50 / variant p50")
+    out += _explanations(report)
     out.append(_verdict_line(report))
     for warning in report.get("warnings") or ():
         out.append(f"warning: {warning}")
     return "\n".join(out) + "\n"
+
+
+def _explanations(report: Mapping[str, Any]) -> list[str]:
+    """What the columns mean, in the words a reader needs to not misread them."""
+    lines = [f"baseline: {report['baseline_name']}"]
+    evaluation = report.get("evaluation") or {}
+    if report.get("split"):
+        lines.append(
+            "The signature takes serialized tf.Examples; it was split into preprocessing "
+            "(parsing, Transform) and a model core. The baseline row is measured end to end; "
+            "'model core' rows cover the core only. speedup = baseline p50 / (preprocessing "
+            "p50 + core p50), an end-to-end estimate (marked ~); core speedup = frozen core "
+            "p50 / variant p50, NOT an end-to-end figure."
+        )
+    else:
+        lines.append("speedup = baseline p50 / variant p50")
+    if evaluation:
+        labels = evaluation.get("labels")
+        task = evaluation.get("task")
+        gate = ((report.get("selection") or {}).get("settings") or {}).get("gate") or {}
+        what = f"label feature {labels!r}" if labels else "no labels: faithfulness only"
+        lines.append(
+            f"task: {task} on output {evaluation.get('primary_output')!r} ({what}); "
+            + (
+                "agree = share of examples whose decision matches the baseline's"
+                if gate.get("faithfulness", "agreement") == "agreement"
+                else "rel.err = ||variant - baseline|| / ||baseline|| over the outputs"
+            )
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------- markdown
@@ -301,8 +392,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     out += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
     out += [
         "",
-        "Latencies are per call at the latency batch size; speedup is the baseline's p50 "
-        "over the variant's; throughput is images/s at each batch size.",
+        " ".join(_explanations(report)),
+        "",
+        "Latencies are per call at the latency batch size; throughput is examples/s at "
+        "each batch size.",
         "",
         "## Verdicts",
         "",
@@ -381,10 +474,10 @@ def render_html(report: Mapping[str, Any]) -> str:
 <section id="results-section">
 <h2>Results</h2>
 {"".join(table)}
-<p class="note">Latencies are per call at the latency batch size (ms); speedup is the
-baseline's p50 over the variant's (&gt;1 is faster); throughput is images/s; accuracies and
-agreement are fractions of the eval examples; max |diff| is against the baseline's outputs.
-</p>
+<p class="note">{html.escape(" ".join(_explanations(report)))} Latencies are per call at
+the latency batch size (ms); &gt;1 is faster; throughput is examples/s; metrics and agreement
+are fractions of the eval examples (MAE/RMSE in the label's units); max |diff| and relative
+error are against the baseline's outputs.</p>
 </section>
 <section id="warnings">
 <h2>Warnings</h2>
@@ -445,47 +538,80 @@ def _verdict_line(report: Mapping[str, Any]) -> str:
     return f"Not blessed ({selection.get('state')})"
 
 
-def _results_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells shared by the Markdown and HTML tables."""
+def _results_table(
+    report: Mapping[str, Any], detailed: bool = True
+) -> tuple[list[str], list[list[str]]]:
+    """Header and cells shared by the text, Markdown and HTML tables.
+
+    The answer comes first (latency and speedup), then faithfulness and the task
+    metrics, then throughput, size and the format.
+    """
     batch_sizes = list(report.get("batch_sizes") or [])
-    headers = ["Variant", "Format", "Status", "p50 ms", "p90 ms", "p99 ms", "Stable?"]
-    headers += [f"img/s @{b}" for b in batch_sizes]
-    headers += ["Top-1", "Top-5", "Agreement", "Max abs diff", "Size", "Peak RSS"]
-    headers += ["Load s", "First call s", "Speedup vs baseline p50"]
+    split = bool(report.get("split"))
+    evaluation = report.get("evaluation") or {}
+    metrics = list(evaluation.get("metrics") or []) if evaluation.get("labels") else []
+    faithfulness = "relative_error" if evaluation.get("task") == "regression" else "agreement"
+    headers = ["variant"] + (["covers"] if split else []) + ["status", "p50 ms"]
+    headers += ["speedup", "core speedup"] if split else ["speedup"]
+    headers += ["p90 ms", "p99 ms", "stable"]
+    headers += metrics or ["metrics"]
+    headers += ["agree" if faithfulness == "agreement" else "rel.err", "max|diff|"]
+    headers += [f"img/s@{b}" for b in batch_sizes] + ["format", "size"]
+    if detailed:
+        headers += ["peak RSS growth", "load s", "first call s"]
     rows = []
     for row in report["variants"]:
         summary = _summary(row)
         status = row["status"]
-        if status != "ok":
+        if status != "ok" and detailed:
             status = f"{status}: {row.get('failure_reason') or 'no reason given'}"
         name = row["name"] + (" (baseline)" if row["name"] == report["baseline_name"] else "")
-        cells = [
-            name,
-            row.get("format") or "",
-            status,
-            _fmt(summary and summary["p50_ms"]),
+        candidate = row.get("covers") not in (COVERS_HARNESS, COVERS_PREPROCESSING)
+        cells = [name if detailed else row["name"]]
+        if split:
+            cells.append(row.get("covers") or "")
+        cells += [status, _fmt(summary and summary["p50_ms"])]
+        speedup = _fmt_ratio(row.get("speedup_vs_baseline_p50"))
+        if speedup and row.get("end_to_end_estimated"):
+            speedup = "~" + speedup
+        cells.append(speedup)
+        if split:
+            cells.append(_fmt_ratio(row.get("core_speedup_p50")))
+        cells += [
             _fmt(summary and summary["p90_ms"]),
             _fmt(summary and summary["p99_ms"]),
             _stable_text(row),
         ]
+        if metrics:
+            cells += [_fmt_metric(m, row_metric(row, m)) if candidate else "" for m in metrics]
+        else:
+            cells.append("no labels" if candidate and row["status"] == "ok" else "")
+        value = row.get(faithfulness)
+        cells.append(_fmt_fraction(value) if faithfulness == "agreement" else _fmt_sci(value))
+        cells.append(_fmt_sci(row.get("max_abs_diff")))
         throughput = row.get("throughput_images_per_s") or {}
         stable = row.get("throughput_stable") or {}
         for batch in batch_sizes:
             text = _fmt(throughput.get(str(batch)))
-            cells.append(text + (" (unstable)" if stable.get(str(batch)) is False else ""))
-        cells += [
-            _fmt_fraction(row.get("top1")),
-            _fmt_fraction(row.get("top5")),
-            _fmt_fraction(row.get("top1_agreement")),
-            _fmt_sci(row.get("max_abs_diff")),
-            _fmt_bytes(row.get("size_bytes")),
-            _fmt_bytes(row.get("peak_rss_bytes")),
-            _fmt(row.get("load_s")),
-            _fmt(row.get("first_call_s")),
-            _fmt_ratio(row.get("speedup_vs_baseline_p50")),
-        ]
+            unstable = stable.get(str(batch)) is False
+            cells.append(text + ((" (unstable)" if detailed else "?") if unstable else ""))
+        cells += [row.get("format") or "", _fmt_bytes(row.get("size_bytes"))]
+        if detailed:
+            cells += [
+                _fmt_bytes(row.get("peak_rss_bytes")),
+                _fmt(row.get("load_s")),
+                _fmt(row.get("first_call_s")),
+            ]
         rows.append(cells)
     return headers, rows
+
+
+def _fmt_metric(metric: str, value: float | None) -> str:
+    from components.benchmarker.selection import FRACTION_METRICS
+
+    if value is None:
+        return ""
+    return _fmt_fraction(value) if metric in FRACTION_METRICS else f"{value:.4g}"
 
 
 def _fingerprint_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -683,11 +809,15 @@ def _throughput_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str
 def _pareto_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str:
     """Accuracy against p50 latency per ok variant; the Pareto front drawn, the winner ringed."""
     metric = report.get("pareto_accuracy_metric") or "top1"
+    higher = report.get("pareto_higher_is_better", True)
     points = []
     for row in report["variants"]:
         summary = _summary(row)
-        if row["status"] == "ok" and summary and row.get(metric) is not None:
-            points.append((row["name"], summary["p50_ms"], float(row[metric])))
+        value = row_metric(row, metric)
+        if row["status"] == "ok" and summary and value is not None:
+            if row.get("covers") in (COVERS_HARNESS, COVERS_PREPROCESSING):
+                continue
+            points.append((row["name"], summary["p50_ms"], float(value)))
     if not points:
         return '<p id="pareto-plot">No variant has both a latency and an accuracy.</p>'
     winner = report["selection"].get("winner")
@@ -705,8 +835,14 @@ def _pareto_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str:
         pad = (lat_hi - lat_lo) * 0.08 or lat_hi * 0.1 or 1.0
         x_lo, x_hi = max(0.0, lat_lo - pad), lat_hi + pad
     accuracies = [a for _, _, a in points]
-    acc_pad = max((max(accuracies) - min(accuracies)) * 0.1, 0.005)
-    y_lo, y_hi = max(0.0, min(accuracies) - acc_pad), min(1.0, max(accuracies) + acc_pad)
+    from components.benchmarker.selection import FRACTION_METRICS
+
+    fraction = metric in FRACTION_METRICS or metric == "agreement"
+    spread = max(accuracies) - min(accuracies)
+    acc_pad = max(spread * 0.1, 0.005 if fraction else 0.05 * abs(max(accuracies)) or 1e-6)
+    y_lo, y_hi = min(accuracies) - acc_pad, max(accuracies) + acc_pad
+    if fraction:
+        y_lo, y_hi = max(0.0, y_lo), min(1.0, y_hi)
     if y_hi <= y_lo:
         y_lo, y_hi = y_hi - 0.01, y_hi
 
@@ -745,15 +881,16 @@ def _pareto_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str:
                 f'text-anchor="end">{tick:.3g}</text>'
             )
     scale = " (log scale)" if use_log else ""
+    axis_label = f"{metric} ({'higher' if higher else 'lower'} is better)"
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" '
         f'text-anchor="middle">p50 latency, ms{scale} (left is faster)</text>'
         f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
-        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{html.escape(metric)}</text>'
+        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{html.escape(axis_label)}</text>'
     )
     front_points = sorted((p, a) for name, p, a in points if name in front)
     if front_points:
-        # A step line: each front point holds its accuracy until the next, faster one.
+        # A step line: each front point holds its metric until the next, faster one.
         coordinates = []
         for index, (latency, accuracy) in enumerate(front_points):
             if index:
@@ -774,7 +911,7 @@ def _pareto_svg(report: Mapping[str, Any], colors: Mapping[str, str]) -> str:
         parts.append(
             f'<circle class="{classes}" data-variant="{html.escape(name)}" cx="{x:.1f}" '
             f'cy="{y:.1f}" r="5" {paint}><title>{html.escape(name)}: p50 '
-            f"{_fmt(latency)} ms, {html.escape(metric)} {accuracy:.4f}</title></circle>"
+            f"{_fmt(latency)} ms, {html.escape(metric)} {accuracy:.4g}</title></circle>"
         )
         legend_y = top + 10 + index * 16
         parts.append(

@@ -5,16 +5,22 @@
 
 The rules, in order:
 
-1. A variant is *eligible* when it ran (`status == "ok"`) and passes every gate:
-   * **agreement**: its top-1 class equals the baseline's on at least
-     `min_top1_agreement` (default 0.97) of the eval examples. This catches a broken
-     variant whose accuracy happens to look fine on a small or easy set, and one that
+1. A variant is *eligible* when it ran (`status == "ok"`) and passes every gate
+   (`Gate` holds them; the task of the primary output decides which apply):
+   * **faithfulness**: for classifiers, its decision (top-1 class, or the 0.5
+     threshold) equals the baseline's on at least `min_agreement` (default 0.97) of
+     the eval examples; for regression, its relative error against the baseline's
+     outputs is at most `max_relative_error` (default 0.05). This catches a broken
+     variant whose metric happens to look fine on a small or easy set, and one that
      returns garbage. 0.97 tolerates the few borderline examples that int8 rounding
-     legitimately flips, while a wrong graph typically agrees on ~1/classes.
-   * **accuracy budget**: baseline top-1 minus its top-1 is at most `max_accuracy_drop`
-     (an absolute fraction: 0.01 = one percentage point). Skipped, with a note in the
-     reason, when the baseline has no top-1 (unlabelled data); a variant without top-1
-     while the baseline has one is excluded.
+     legitimately flips, while a wrong graph typically agrees on ~1/classes. When the
+     baseline's outputs hardly vary across inputs (`faithfulness_established` False,
+     e.g. random weights), no variant is eligible: nothing could show a difference.
+   * **metric budget**: the primary metric (top1, accuracy or mae) may lose at most
+     `max_drop` against the baseline, in the metric's own units and direction (0.01 =
+     one point of top-1; for MAE, in the label's units), or a fraction of the
+     baseline's value when `relative`. Skipped, with a note in the reason, when there
+     are no labels; a variant without the metric while the baseline has it is excluded.
    * **stability**: its latency measurement settled (see `stats.measure_interleaved`);
      an unsettled latency cannot rank anything. `require_stable=False` lifts this.
    * **p99 ceiling**: its p99 is at most `max_p99_ms`, when given.
@@ -30,8 +36,8 @@ The rules, in order:
    (`objective="p50"`) or highest throughput (`objective="throughput"`, at
    `throughput_batch_size`, default the largest batch size every candidate measured).
 4. Ties: every eligible variant within `tie_tolerance` (default 2%) of the best value
-   is tied; among them prefer higher top-1, then smaller size, then the name
-   (alphabetical), so the result never depends on input order.
+   is tied; among them prefer the better primary metric, then smaller size, then the
+   name (alphabetical), so the result never depends on input order.
 
 States (`Selection.state`): `blessed`; `all_failed` (every variant failed to run);
 `baseline_failed` (no reference to judge accuracy against); `accuracy_budget_exceeded`
@@ -66,12 +72,77 @@ EXCLUDED_UNSTABLE = "unstable"
 EXCLUDED_P99 = "p99_above_ceiling"
 EXCLUDED_NO_OBJECTIVE = "objective_not_measured"
 EXCLUDED_NOT_CANDIDATE = "baseline_not_candidate"
+EXCLUDED_NOT_ESTABLISHED = "faithfulness_not_established"
 
-_ACCURACY_EXCLUSIONS = {EXCLUDED_DISAGREES, EXCLUDED_ACCURACY, EXCLUDED_NO_ACCURACY}
+_ACCURACY_EXCLUSIONS = {
+    EXCLUDED_DISAGREES,
+    EXCLUDED_ACCURACY,
+    EXCLUDED_NO_ACCURACY,
+    EXCLUDED_NOT_ESTABLISHED,
+}
 
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 DEFAULT_MIN_TOP1_AGREEMENT = 0.97
+DEFAULT_MAX_RELATIVE_ERROR = 0.05
 DEFAULT_TIE_TOLERANCE = 0.02
+# Metrics that are fractions in [0, 1], shown and budgeted in points.
+FRACTION_METRICS = frozenset({"top1", "top5", "accuracy", "auc"})
+FAITHFULNESS_AGREEMENT = "agreement"
+FAITHFULNESS_RELATIVE_ERROR = "relative_error"
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """What a variant is judged by against the baseline (see the module docstring)."""
+
+    # The primary metric and its direction; None when there are no labels.
+    metric: str | None = "top1"
+    higher_is_better: bool = True
+    max_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    relative: bool = False  # max_drop is a fraction of the baseline's metric value.
+    faithfulness: str = FAITHFULNESS_AGREEMENT
+    min_agreement: float = DEFAULT_MIN_TOP1_AGREEMENT
+    max_relative_error: float = DEFAULT_MAX_RELATIVE_ERROR
+    faithfulness_established: bool = True
+    # Why faithfulness is not established (shown in verdicts), when it is not.
+    not_established_reason: str = ""
+
+    def allowed_drop(self, baseline_value: float) -> float:
+        return self.max_drop * abs(baseline_value) if self.relative else self.max_drop
+
+    def drop(self, baseline_value: float, value: float) -> float:
+        """How much worse `value` is than the baseline's, in the metric's units (>0: worse)."""
+        return baseline_value - value if self.higher_is_better else value - baseline_value
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def budget_text(self) -> str:
+        if self.metric is None:
+            return "no labels: faithfulness only"
+        if self.relative:
+            return f"{self.metric} within {100 * self.max_drop:g}% of the baseline"
+        if self.metric in FRACTION_METRICS:
+            return f"{self.metric} drop at most {100 * self.max_drop:.2f} points"
+        return (
+            f"{self.metric} {'drop' if self.higher_is_better else 'rise'} at most {self.max_drop:g}"
+        )
+
+
+def parse_metric_budget(text: str) -> tuple[float, bool]:
+    """`0.01` -> (0.01, absolute); `1%` -> (0.01, relative to the baseline's value)."""
+    value = text.strip()
+    relative = value.endswith("%")
+    try:
+        number = float(value[:-1] if relative else value)
+    except ValueError:
+        raise ValueError(
+            f"A metric budget is a number in the metric's units (0.01) or a percentage of "
+            f"the baseline's value (1%), got {text!r}."
+        ) from None
+    if number < 0:
+        raise ValueError(f"A metric budget cannot be negative, got {text!r}.")
+    return (number / 100.0 if relative else number), relative
 
 
 @dataclasses.dataclass
@@ -79,8 +150,11 @@ class VariantResult:
     """Everything measured about one variant: the input of selection and of the report.
 
     Units: latency in ms (per call at `latency_batch_size`), throughput in images/s per
-    batch size, accuracies and agreement as fractions in [0, 1], `max_abs_diff` in
-    output units (vs the baseline's outputs), sizes in bytes, times in seconds.
+    batch size, `metrics` in each metric's own units (fractions for top1/accuracy/auc,
+    label units for mae/rmse; the primary output's plain, other outputs' as
+    `output/metric`), `agreement` a fraction, `relative_error` a ratio and
+    `max_abs_diff` in output units (all vs the baseline's outputs, primary output;
+    `faithfulness` has them per output), sizes in bytes, times in seconds.
     """
 
     name: str
@@ -91,10 +165,11 @@ class VariantResult:
     latency_batch_size: int = 1
     throughput_images_per_s: dict[int, float] = dataclasses.field(default_factory=dict)
     throughput_stable: dict[int, bool] = dataclasses.field(default_factory=dict)
-    top1: float | None = None
-    top5: float | None = None
-    top1_agreement: float | None = None
+    metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    agreement: float | None = None
+    relative_error: float | None = None
     max_abs_diff: float | None = None
+    faithfulness: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
     size_bytes: int | None = None
     peak_rss_bytes: int | None = None
     load_s: float | None = None
@@ -106,6 +181,13 @@ class VariantResult:
     @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
+
+    @property
+    def top1(self) -> float | None:
+        return self.metrics.get("top1")
+
+    def metric(self, name: str | None) -> float | None:
+        return self.metrics.get(name) if name else None
 
     @property
     def summary(self) -> LatencySummary | None:
@@ -134,10 +216,11 @@ class VariantResult:
             "throughput_stable": {
                 str(batch): value for batch, value in sorted(self.throughput_stable.items())
             },
-            "top1": self.top1,
-            "top5": self.top5,
-            "top1_agreement": self.top1_agreement,
+            "metrics": dict(self.metrics),
+            "agreement": self.agreement,
+            "relative_error": self.relative_error,
             "max_abs_diff": self.max_abs_diff,
+            "faithfulness": {k: dict(v) for k, v in self.faithfulness.items()},
             "size_bytes": self.size_bytes,
             "peak_rss_bytes": self.peak_rss_bytes,
             "load_s": self.load_s,
@@ -164,10 +247,11 @@ class VariantResult:
             throughput_stable={
                 int(batch): bool(v) for batch, v in (value.get("throughput_stable") or {}).items()
             },
-            top1=value.get("top1"),
-            top5=value.get("top5"),
-            top1_agreement=value.get("top1_agreement"),
+            metrics=dict(value.get("metrics") or {}),
+            agreement=value.get("agreement"),
+            relative_error=value.get("relative_error"),
             max_abs_diff=value.get("max_abs_diff"),
+            faithfulness=dict(value.get("faithfulness") or {}),
             size_bytes=value.get("size_bytes"),
             peak_rss_bytes=value.get("peak_rss_bytes"),
             load_s=value.get("load_s"),
@@ -178,12 +262,15 @@ class VariantResult:
         )
 
     @classmethod
-    def from_harness_json(cls, value: Mapping[str, Any]) -> VariantResult:
+    def from_harness_json(
+        cls, value: Mapping[str, Any], primary_output: str | None = None
+    ) -> VariantResult:
         """Reads one entry of `harness.run_benchmark(...)["variants"]`.
 
         There, throughput is `{batch: {"images_per_s", "stable", ...} | None}`, the
         latency summary is flattened into `latency`, RSS is `peak_rss_growth_bytes`,
-        and the size sits in the artifact's `properties`.
+        the size sits in the artifact's `properties`, and `faithfulness` is per output
+        (`primary_output` names the one flattened into agreement/relative_error).
         """
         throughput: dict[int, float] = {}
         throughput_stable: dict[int, bool] = {}
@@ -200,6 +287,11 @@ class VariantResult:
             for key in ("runtime", "artifact_id", "eval_examples", "properties")
             if key in value
         }
+        faithfulness = dict(value.get("faithfulness") or {})
+        primary = faithfulness.get(primary_output or "", {})
+        diffs = [
+            f["max_abs_diff"] for f in faithfulness.values() if f.get("max_abs_diff") is not None
+        ]
         return cls(
             name=value["name"],
             format=value.get("format", ""),
@@ -208,10 +300,11 @@ class VariantResult:
             latency=MeasurementResult.from_json(latency) if latency else None,
             throughput_images_per_s=throughput,
             throughput_stable=throughput_stable,
-            top1=value.get("top1"),
-            top5=value.get("top5"),
-            top1_agreement=value.get("top1_agreement"),
-            max_abs_diff=value.get("max_abs_diff"),
+            metrics=dict(value.get("metrics") or {}),
+            agreement=primary.get("agreement"),
+            relative_error=primary.get("relative_error"),
+            max_abs_diff=max(diffs) if diffs else None,
+            faithfulness=faithfulness,
             size_bytes=value.get("size_bytes", properties.get("size_bytes")),
             peak_rss_bytes=value.get("peak_rss_bytes", value.get("peak_rss_growth_bytes")),
             load_s=value.get("load_s"),
@@ -312,31 +405,37 @@ def choose_best_variant(
     results: Sequence[VariantResult],
     baseline_name: str,
     objective: Objective = "p50",
-    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+    gate: Gate | None = None,
     max_p99_ms: float | None = None,
-    min_top1_agreement: float = DEFAULT_MIN_TOP1_AGREEMENT,
     tie_tolerance: float = DEFAULT_TIE_TOLERANCE,
     throughput_batch_size: int | None = None,
     require_stable: bool = True,
     baseline_is_candidate: bool = True,
+    objective_offsets_ms: Mapping[str, float] | None = None,
 ) -> Selection:
     """Picks the variant to serve by the rules in this module's docstring.
+
+    `objective_offsets_ms` adds a fixed latency to a variant's p50 before ranking: a
+    model core's variants are ranked on preprocessing + core, the end-to-end estimate
+    that is comparable with an end-to-end baseline.
 
     Raises ValueError when `baseline_name` is not among `results`, names repeat, or an
     argument is out of range.
     """
-    _check_arguments(results, baseline_name, objective, max_accuracy_drop, min_top1_agreement)
+    gate = gate or Gate()
+    _check_arguments(results, baseline_name, objective, gate)
     by_name = {result.name: result for result in results}
     baseline = by_name[baseline_name]
+    offsets = dict(objective_offsets_ms or {})
     settings = {
         "objective": objective,
-        "max_accuracy_drop": max_accuracy_drop,
+        "gate": gate.describe(),
         "max_p99_ms": max_p99_ms,
-        "min_top1_agreement": min_top1_agreement,
         "tie_tolerance": tie_tolerance,
         "throughput_batch_size": throughput_batch_size,
         "require_stable": require_stable,
         "baseline_is_candidate": baseline_is_candidate,
+        "objective_offsets_ms": offsets,
     }
     if objective == "throughput" and throughput_batch_size is None:
         throughput_batch_size = _largest_common_batch_size(results)
@@ -348,11 +447,11 @@ def choose_best_variant(
             baseline,
             objective,
             objective_batch,
-            max_accuracy_drop,
+            gate,
             max_p99_ms,
-            min_top1_agreement,
             require_stable,
             baseline_is_candidate,
+            offsets.get(result.name, 0.0),
         )
         for result in results
     }
@@ -391,7 +490,7 @@ def choose_best_variant(
 
     eligible = [by_name[name] for name, verdict in verdicts.items() if verdict.eligible]
     if not eligible:
-        return _no_winner(verdicts, finish, max_accuracy_drop)
+        return _no_winner(verdicts, finish, gate)
 
     def value(result: VariantResult) -> float:
         objective_value = verdicts[result.name].objective_value
@@ -401,23 +500,21 @@ def choose_best_variant(
     lower_is_better = objective == "p50"
     best_value = min(map(value, eligible)) if lower_is_better else max(map(value, eligible))
     tied = [r for r in eligible if abs(value(r) - best_value) <= tie_tolerance * abs(best_value)]
-    tied.sort(key=_tie_break_key)
+    tied.sort(key=lambda r: _tie_break_key(r, gate))
     winner = tied[0]
     others_tied = [r.name for r in tied[1:]]
     return finish(
         STATE_BLESSED,
-        _winner_reason(winner, baseline, tied, verdicts, objective, objective_batch, settings),
+        _winner_reason(
+            winner, baseline, tied, verdicts, objective, objective_batch, settings, gate
+        ),
         winner=winner.name,
         tied=others_tied,
     )
 
 
 def _check_arguments(
-    results: Sequence[VariantResult],
-    baseline_name: str,
-    objective: str,
-    max_accuracy_drop: float,
-    min_top1_agreement: float,
+    results: Sequence[VariantResult], baseline_name: str, objective: str, gate: Gate
 ) -> None:
     names = [result.name for result in results]
     if len(set(names)) != len(names):
@@ -428,12 +525,14 @@ def _check_arguments(
         )
     if objective not in ("p50", "throughput"):
         raise ValueError(f"objective must be 'p50' or 'throughput', got {objective!r}.")
-    if not 0 <= max_accuracy_drop <= 1:
+    if gate.max_drop < 0:
+        raise ValueError(f"max_drop cannot be negative, got {gate.max_drop}.")
+    if gate.metric in FRACTION_METRICS and not gate.relative and gate.max_drop > 1:
         raise ValueError(
-            f"max_accuracy_drop is a fraction (0.01 = 1 point), got {max_accuracy_drop}."
+            f"The {gate.metric} budget is a fraction (0.01 = 1 point), got {gate.max_drop}."
         )
-    if not 0 <= min_top1_agreement <= 1:
-        raise ValueError(f"min_top1_agreement is a fraction, got {min_top1_agreement}.")
+    if not 0 <= gate.min_agreement <= 1:
+        raise ValueError(f"min_agreement is a fraction, got {gate.min_agreement}.")
     for result in results:
         if result.status not in (STATUS_OK, STATUS_FAILED):
             raise ValueError(f"Variant {result.name!r} has unknown status {result.status!r}.")
@@ -454,11 +553,11 @@ def _judge(
     baseline: VariantResult,
     objective: Objective,
     objective_batch: int | None,
-    max_accuracy_drop: float,
+    gate: Gate,
     max_p99_ms: float | None,
-    min_top1_agreement: float,
     require_stable: bool,
     baseline_is_candidate: bool,
+    offset_ms: float,
 ) -> VariantVerdict:
     exclusions: list[str] = []
     reasons: list[str] = []
@@ -468,33 +567,22 @@ def _judge(
         reasons.append(reason)
 
     is_baseline = result.name == baseline.name
-    accuracy_drop = None
-    if result.top1 is not None and baseline.top1 is not None:
-        accuracy_drop = baseline.top1 - result.top1
+    metric_drop = None
+    value, reference = result.metric(gate.metric), baseline.metric(gate.metric)
+    if value is not None and reference is not None:
+        metric_drop = gate.drop(reference, value)
 
     if not result.ok:
         exclude(EXCLUDED_FAILED, f"failed: {result.failure_reason or 'no reason given'}")
         return VariantVerdict(result.name, False, tuple(exclusions), tuple(reasons), None, None)
 
     if not is_baseline and baseline.ok:
-        if result.top1_agreement is None:
-            exclude(EXCLUDED_DISAGREES, "top-1 agreement with the baseline was not measured")
-        elif result.top1_agreement < min_top1_agreement:
-            exclude(
-                EXCLUDED_DISAGREES,
-                f"disagrees with baseline: top-1 agreement {result.top1_agreement:.3f} "
-                f"< {min_top1_agreement:.3f}",
-            )
-        if baseline.top1 is not None:
-            if result.top1 is None:
-                exclude(EXCLUDED_NO_ACCURACY, "top-1 accuracy was not measured")
-            elif accuracy_drop is not None and accuracy_drop > max_accuracy_drop + 1e-9:
-                exclude(
-                    EXCLUDED_ACCURACY,
-                    f"accuracy drop {100 * accuracy_drop:.2f} points > budget "
-                    f"{100 * max_accuracy_drop:.2f} (top-1 {result.top1:.4f} vs baseline "
-                    f"{baseline.top1:.4f})",
-                )
+        _judge_faithfulness(result, gate, exclude)
+        if reference is not None:
+            if value is None:
+                exclude(EXCLUDED_NO_ACCURACY, f"{gate.metric} was not measured")
+            elif metric_drop is not None and metric_drop > gate.allowed_drop(reference) + 1e-9:
+                exclude(EXCLUDED_ACCURACY, _budget_reason(gate, value, reference, metric_drop))
 
     if is_baseline and not baseline_is_candidate:
         exclude(
@@ -520,12 +608,15 @@ def _judge(
     if max_p99_ms is not None:
         if summary is None:
             exclude(EXCLUDED_NO_OBJECTIVE, "no latency measured to check the p99 ceiling")
-        elif summary.p99_ms > max_p99_ms:
-            exclude(EXCLUDED_P99, f"p99 {summary.p99_ms:.3f} ms above ceiling {max_p99_ms:.3f} ms")
+        elif summary.p99_ms + offset_ms > max_p99_ms:
+            exclude(
+                EXCLUDED_P99,
+                f"p99 {summary.p99_ms + offset_ms:.3f} ms above ceiling {max_p99_ms:.3f} ms",
+            )
 
     objective_value: float | None
     if objective == "p50":
-        objective_value = summary.p50_ms if summary is not None else None
+        objective_value = summary.p50_ms + offset_ms if summary is not None else None
         if objective_value is None:
             exclude(EXCLUDED_NO_OBJECTIVE, "no latency measured")
     else:
@@ -543,17 +634,61 @@ def _judge(
         exclusions=tuple(dict.fromkeys(exclusions)),
         reasons=tuple(reasons),
         objective_value=objective_value,
-        accuracy_drop=accuracy_drop,
+        accuracy_drop=metric_drop,
     )
 
 
-def _tie_break_key(result: VariantResult) -> tuple[float, float, str]:
-    top1 = result.top1 if result.top1 is not None else -1.0
+def _judge_faithfulness(result: VariantResult, gate: Gate, exclude: Any) -> None:
+    if not gate.faithfulness_established:
+        exclude(
+            EXCLUDED_NOT_ESTABLISHED,
+            "faithfulness not established: "
+            + (gate.not_established_reason or "the baseline's outputs cannot show a difference"),
+        )
+        return
+    if gate.faithfulness == FAITHFULNESS_AGREEMENT:
+        if result.agreement is None:
+            exclude(EXCLUDED_DISAGREES, "agreement with the baseline was not measured")
+        elif result.agreement < gate.min_agreement:
+            exclude(
+                EXCLUDED_DISAGREES,
+                f"disagrees with baseline: agreement {result.agreement:.3f} "
+                f"< {gate.min_agreement:.3f}",
+            )
+    elif result.relative_error is None:
+        exclude(EXCLUDED_DISAGREES, "relative error against the baseline was not measured")
+    elif result.relative_error > gate.max_relative_error:
+        exclude(
+            EXCLUDED_DISAGREES,
+            f"differs from baseline: relative error {result.relative_error:.4f} "
+            f"> {gate.max_relative_error:.4f}",
+        )
+
+
+def _budget_reason(gate: Gate, value: float, reference: float, drop: float) -> str:
+    metric = gate.metric
+    allowed = gate.allowed_drop(reference)
+    if metric in FRACTION_METRICS:
+        return (
+            f"{metric} drop {100 * drop:.2f} points > budget {100 * allowed:.2f} "
+            f"({metric} {value:.4f} vs baseline {reference:.4f})"
+        )
+    change = "drop" if gate.higher_is_better else "rise"
+    relative = f" ({100 * gate.max_drop:g}% of the baseline)" if gate.relative else ""
+    return (
+        f"{metric} {change} {drop:.4g} > budget {allowed:.4g}{relative} "
+        f"({metric} {value:.4g} vs baseline {reference:.4g})"
+    )
+
+
+def _tie_break_key(result: VariantResult, gate: Gate) -> tuple[float, float, str]:
+    value = result.metric(gate.metric)
+    better = -math.inf if value is None else (value if gate.higher_is_better else -value)
     size = result.size_bytes if result.size_bytes is not None else math.inf
-    return (-top1, size, result.name)
+    return (-better, size, result.name)
 
 
-def _no_winner(verdicts: Mapping[str, VariantVerdict], finish: Any, budget: float) -> Selection:
+def _no_winner(verdicts: Mapping[str, VariantVerdict], finish: Any, gate: Gate) -> Selection:
     """The Selection when every variant was excluded: says which rule excluded them."""
     excluded = [v for v in verdicts.values() if EXCLUDED_FAILED not in v.exclusions]
     candidates = [v for v in excluded if EXCLUDED_NOT_CANDIDATE not in v.exclusions]
@@ -562,8 +697,8 @@ def _no_winner(verdicts: Mapping[str, VariantVerdict], finish: Any, budget: floa
     if accuracy_only:
         return finish(
             STATE_ACCURACY_BUDGET_EXCEEDED,
-            f"Not blessed: every candidate lost more than {100 * budget:.2f} points of top-1 "
-            f"or disagreed with the baseline ({details}).",
+            f"Not blessed: every candidate failed the accuracy gate ({gate.budget_text()}) "
+            f"or the faithfulness gate ({details}).",
         )
     return finish(
         STATE_NO_ELIGIBLE_VARIANT,
@@ -579,11 +714,14 @@ def _winner_reason(
     objective: Objective,
     objective_batch: int | None,
     settings: Mapping[str, Any],
+    gate: Gate,
 ) -> str:
     winner_value = verdicts[winner.name].objective_value
     baseline_value = verdicts[baseline.name].objective_value
     if objective == "p50":
         measure = f"p50 {winner_value:.4g} ms"
+        if settings["objective_offsets_ms"].get(winner.name):
+            measure += " end to end (preprocessing + core, estimated)"
     else:
         measure = f"{winner_value:.4g} images/s at batch {objective_batch}"
     parts = []
@@ -602,21 +740,31 @@ def _winner_reason(
             )
             comparison = f", {speedup:.2f}x the baseline {baseline.name!r}"
         accuracy = ""
-        if winner.top1 is not None and baseline.top1 is not None:
-            accuracy = f"; top-1 {winner.top1:.4f} vs baseline {baseline.top1:.4f}"
-        agreement = (
-            f", agreement {winner.top1_agreement:.3f}" if winner.top1_agreement is not None else ""
-        )
-        parts.append(f"Blessed {winner.name!r} ({measure}{comparison}{accuracy}{agreement}).")
+        value, reference = winner.metric(gate.metric), baseline.metric(gate.metric)
+        if value is not None and reference is not None:
+            accuracy = f"; {gate.metric} {value:.4g} vs baseline {reference:.4g}"
+        faithful = ""
+        if gate.faithfulness == FAITHFULNESS_AGREEMENT and winner.agreement is not None:
+            faithful = f", agreement {winner.agreement:.3f}"
+        elif winner.relative_error is not None:
+            faithful = f", relative error {winner.relative_error:.2g}"
+        parts.append(f"Blessed {winner.name!r} ({measure}{comparison}{accuracy}{faithful}).")
+        parts.append(f"Gated by {gate.budget_text()} and {_faithfulness_text(gate)}.")
     if len(tied) > 1:
         parts.append(
             f"Tied within {100 * settings['tie_tolerance']:.0f}% with "
             + ", ".join(repr(r.name) for r in tied[1:])
-            + "; chosen by higher top-1, then smaller size, then name."
+            + f"; chosen by better {gate.metric or 'metric'}, then smaller size, then name."
         )
-    if baseline.top1 is None:
-        parts.append("Accuracy budget not checked: the baseline has no top-1 (no labels).")
+    if gate.metric is None:
+        parts.append("Metric budget not checked: the Examples have no labels.")
     excluded = [v for v in verdicts.values() if not v.eligible]
     if excluded:
         parts.append("Excluded: " + "; ".join(f"{v.name}: {v.reason}" for v in excluded) + ".")
     return " ".join(parts)
+
+
+def _faithfulness_text(gate: Gate) -> str:
+    if gate.faithfulness == FAITHFULNESS_AGREEMENT:
+        return f"agreement with the baseline at least {gate.min_agreement:.2f}"
+    return f"relative error against the baseline at most {gate.max_relative_error:g}"

@@ -1,45 +1,45 @@
-"""Reading labelled images from a TFX `Examples` artifact.
+"""Reading a TFX `Examples` artifact: its splits, its records, and which records calibrate.
 
-Expected layout and feature format (what users bring must match)::
+Layout, as every TFX ExampleGen writes it::
 
     {uri}/
-      Split-eval/                      # the split name is configurable
+      Split-train/                     # optional; calibration reads it when present
         *.gz                           # GZIP-compressed TFRecord files of tf.train.Example
-      (other Split-*/ folders are ignored)
+      Split-eval/                      # the split to evaluate on is a setting
+        *.gz
 
-Each `tf.train.Example` holds:
-  * `image`: a `float_list` with H*W*C values, row-major (HWC), already scaled the
-    way the model expects (the embedded default uses [0, 1]). Its length must equal
-    the product of the model input's non-batch dimensions.
-  * `label`: an `int64_list` with one value, the class index.
+The features are whatever the model needs: `components/common/feeds.py` maps them to the
+model's inputs (same name, or `--feature-map`). The embedded default writes `image` (a
+`float_list` of H*W*C pixels in [0, 1], row-major HWC) and `label` (one `int64`).
 
-Both feature names are settings (`image_feature`, `label_feature`).
+Calibration never sees the evaluation data (`resolve_calibration`): int8 calibrates on
+`train` when the artifact has that split, or on the split a user names. When the only
+split is the evaluation split, its records are divided by a hash of their bytes: SHA-256
+bucket 0 of 4 calibrates and the other three evaluate, on every runner and every run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
 from components.common.errors import UserInputError
-from components.common.signature import TensorDescription
 
 DEFAULT_IMAGE_FEATURE = "image"
 DEFAULT_LABEL_FEATURE = "label"
 DEFAULT_SPLIT = "eval"
+TRAIN_SPLIT = "train"
+# "auto": the train split when there is one, else a hashed slice of the evaluation split.
+AUTO_CALIBRATION_SPLIT = "auto"
+_HOLDOUT_BUCKETS = 4
 
-
-@dataclasses.dataclass
-class LabelledImages:
-    """Images shaped for the model (N, ...) and integer labels (N,)."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+PART_ALL = "all"
+PART_CALIBRATION = "calibration"
+PART_EVALUATION = "evaluation"
 
 
 def split_dir(examples_uri: str, split: str = DEFAULT_SPLIT) -> str:
@@ -70,65 +70,140 @@ def split_files(examples_uri: str, split: str = DEFAULT_SPLIT) -> list[str]:
     return files
 
 
-def read_labelled_images(
-    examples_uri: str,
-    model_input: TensorDescription,
-    split: str = DEFAULT_SPLIT,
-    image_feature: str = DEFAULT_IMAGE_FEATURE,
-    label_feature: str = DEFAULT_LABEL_FEATURE,
-    limit: int | None = None,
-) -> LabelledImages:
-    """Decodes up to `limit` examples into arrays shaped for `model_input`.
+def available_splits(examples_uri: str) -> list[str]:
+    """The split names an Examples artifact holds (its `Split-*` folders)."""
+    import tensorflow as tf
 
-    Raises UserInputError when a feature is missing or its size does not fit the
-    model input, naming the feature, the sizes and the path.
-    """
+    if not tf.io.gfile.isdir(examples_uri):
+        return []
+    return sorted(
+        name.rstrip("/")[len("Split-") :]
+        for name in tf.io.gfile.listdir(examples_uri)
+        if name.startswith("Split-")
+    )
+
+
+def record_part(record: bytes) -> str:
+    """Which slice of a single-split artifact a record belongs to (a hash of its bytes)."""
+    bucket = hashlib.sha256(record).digest()[0] % _HOLDOUT_BUCKETS
+    return PART_CALIBRATION if bucket == 0 else PART_EVALUATION
+
+
+def read_records(
+    examples_uri: str, split: str = DEFAULT_SPLIT, limit: int | None = None, part: str = PART_ALL
+) -> list[bytes]:
+    """Up to `limit` serialized records of one split (only `part` of it, see record_part)."""
     import tensorflow as tf
 
     files = split_files(examples_uri, split)
-    item_shape = tuple(model_input.shape[1:])
-    if any(d is None for d in item_shape):
-        raise UserInputError(
-            f"The model input {model_input.name!r} has an unknown non-batch dimension "
-            f"{list(model_input.shape)}; export the model with a fixed image shape."
-        )
-    expected_size = int(np.prod(item_shape))
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    records: list[bytes] = []
     try:
-        for record in dataset:
-            if limit is not None and len(labels) >= limit:
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            if limit is not None and len(records) >= limit:
                 break
-            example = tf.train.Example.FromString(record.numpy())
-            features = example.features.feature
-            for name in (image_feature, label_feature):
-                if name not in features:
-                    raise UserInputError(
-                        f"Examples at {examples_uri!r} lack the feature {name!r} "
-                        f"(present: {', '.join(sorted(features))}). Set --image-feature / "
-                        f"--label-feature, or write examples in the documented format."
-                    )
-            values = features[image_feature].float_list.value
-            if len(values) != expected_size:
-                raise UserInputError(
-                    f"Examples at {examples_uri!r} do not match the model input: feature "
-                    f"{image_feature!r} has {len(values)} float values, but input "
-                    f"{model_input.name!r} with shape {list(model_input.shape)} needs "
-                    f"{expected_size}. Use examples made for this model."
-                )
-            images.append(np.asarray(values, dtype=np.float32).reshape(item_shape))
-            labels.append(int(features[label_feature].int64_list.value[0]))
+            value = record.numpy()
+            if part == PART_ALL or record_part(value) == part:
+                records.append(value)
     except tf.errors.DataLossError as error:
         raise UserInputError(
             f"Examples at {split_dir(examples_uri, split)!r} are not readable GZIP TFRecords "
-            f"({str(error).splitlines()[0]}). Write them with GZIP compression."
+            f"({str(error).splitlines()[0]}). Write them with GZIP compression, as TFX "
+            f"ExampleGen does."
         ) from error
-    if not labels:
-        raise UserInputError(f"Examples at {examples_uri!r} (split {split!r}) hold no records.")
-    return LabelledImages(
-        images=np.stack(images).astype(model_input.dtype), labels=np.asarray(labels, np.int64)
-    )
+    if not records:
+        raise UserInputError(
+            f"Examples at {examples_uri!r} (split {split!r}"
+            + (f", {part} slice" if part != PART_ALL else "")
+            + ") hold no records."
+        )
+    return records
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationPlan:
+    """Where calibration reads from, and which records evaluation may use."""
+
+    split: str
+    # True: calibration and evaluation share one split, divided by record_part.
+    holdout: bool
+    eval_split: str
+
+    @property
+    def calibration_part(self) -> str:
+        return PART_CALIBRATION if self.holdout else PART_ALL
+
+    @property
+    def evaluation_part(self) -> str:
+        return PART_EVALUATION if self.holdout else PART_ALL
+
+    def describe(self) -> dict[str, str]:
+        """What was used for what, for artifacts and the report."""
+        if self.holdout:
+            slice_rule = f"SHA-256 of the record bytes, bucket 0 of {_HOLDOUT_BUCKETS}"
+            return {
+                "calibration": f"split {self.split!r}, records in {slice_rule}",
+                "evaluation": f"split {self.eval_split!r}, the other {_HOLDOUT_BUCKETS - 1} "
+                f"buckets",
+            }
+        return {
+            "calibration": f"split {self.split!r}",
+            "evaluation": f"split {self.eval_split!r}",
+        }
+
+
+def resolve_calibration(
+    examples_uri: str, eval_split: str, calibration_split: str = AUTO_CALIBRATION_SPLIT
+) -> CalibrationPlan:
+    """Picks the calibration split so that calibration never sees evaluation records."""
+    splits = available_splits(examples_uri)
+    if calibration_split != AUTO_CALIBRATION_SPLIT:
+        if calibration_split not in splits:
+            raise UserInputError(
+                f"The calibration split {calibration_split!r} is not in the Examples at "
+                f"{examples_uri!r} (splits: {', '.join(splits) or 'none'}). Pass "
+                f"--calibration-split one of those, or 'auto'."
+            )
+        return CalibrationPlan(calibration_split, calibration_split == eval_split, eval_split)
+    if TRAIN_SPLIT in splits and eval_split != TRAIN_SPLIT:
+        return CalibrationPlan(TRAIN_SPLIT, False, eval_split)
+    return CalibrationPlan(eval_split, True, eval_split)
+
+
+def write_examples(
+    examples_uri: str, columns: Mapping[str, np.ndarray], split: str = DEFAULT_SPLIT
+) -> str:
+    """Writes one split of tf.Examples, one feature per column; returns the file written.
+
+    Float columns become `float_list`, integer and bool columns `int64_list`, bytes
+    (dtype object or S) `bytes_list`; each row is flattened into its feature.
+    """
+    import tensorflow as tf
+
+    lengths = {name: len(column) for name, column in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"columns differ in length: {lengths}")
+    directory = split_dir(examples_uri, split)
+    tf.io.gfile.makedirs(directory)
+    path = os.path.join(directory, "data_tfrecord-00000-of-00001.gz")
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(path, options) as writer:
+        for row in range(next(iter(lengths.values()))):
+            feature = {name: _feature(column[row]) for name, column in columns.items()}
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+    return path
+
+
+def _feature(value: np.ndarray):  # -> tf.train.Feature
+    import tensorflow as tf
+
+    array = np.asarray(value)
+    flat = array.reshape(-1)
+    if array.dtype.kind == "f":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=flat.tolist()))
+    if array.dtype.kind in "iub":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in flat]))
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(v) for v in flat]))
 
 
 def write_labelled_images(
@@ -139,26 +214,9 @@ def write_labelled_images(
     image_feature: str = DEFAULT_IMAGE_FEATURE,
     label_feature: str = DEFAULT_LABEL_FEATURE,
 ) -> str:
-    """Writes arrays as a TFX `Examples` split in the documented format; returns the file."""
-    import tensorflow as tf
-
-    directory = split_dir(examples_uri, split)
-    tf.io.gfile.makedirs(directory)
-    path = os.path.join(directory, "data_tfrecord-00000-of-00001.gz")
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    with tf.io.TFRecordWriter(path, options) as writer:
-        for image, label in zip(images, labels, strict=True):
-            example = tf.train.Example(
-                features=tf.train.Features(
-                    feature={
-                        image_feature: tf.train.Feature(
-                            float_list=tf.train.FloatList(value=image.reshape(-1).tolist())
-                        ),
-                        label_feature: tf.train.Feature(
-                            int64_list=tf.train.Int64List(value=[int(label)])
-                        ),
-                    }
-                )
-            )
-            writer.write(example.SerializeToString())
-    return path
+    """Writes images (float_list) and labels (int64) as one split; returns the file."""
+    return write_examples(
+        examples_uri,
+        {image_feature: images.astype(np.float32), label_feature: labels.astype(np.int64)},
+        split,
+    )

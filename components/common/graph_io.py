@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,12 +53,16 @@ def op_histogram(graph_def: tf.compat.v1.GraphDef) -> dict[str, int]:
 
 
 def graph_def_function(
-    graph_def: tf.compat.v1.GraphDef, signature: GraphSignature
+    graph_def: tf.compat.v1.GraphDef,
+    signature: GraphSignature,
+    bound_inputs: Mapping[str, Any] | None = None,
 ) -> tf.types.experimental.ConcreteFunction:
     """Imports a GraphDef as a concrete function: feeds -> fetches, graph mode.
 
     The function takes the signature's inputs positionally, in signature order,
-    and returns the outputs as a list in signature order.
+    and returns the outputs as a list in signature order. `bound_inputs` maps other
+    graph tensors to fixed tensors captured by the function, such as the handles of
+    lookup tables a frozen graph cannot hold (see components/common/preprocessing.py).
 
     A graph without a function library is imported inside a `tf.function`, which lets
     TF optimize it as one function: measured here, that calls ~1.5-2x faster at batch 1
@@ -68,8 +72,9 @@ def graph_def_function(
     """
     import tensorflow as tf
 
+    bound = dict(bound_inputs or {})
     if graph_def.library.function:
-        return _pruned_wrap_function(graph_def, signature)
+        return _pruned_wrap_function(graph_def, signature, bound)
     input_specs = [
         tf.TensorSpec(shape=t.shape, dtype=tf.as_dtype(t.dtype), name=t.name)
         for t in signature.inputs
@@ -79,7 +84,11 @@ def graph_def_function(
     def run_graph(*inputs: tf.Tensor) -> list[tf.Tensor]:
         return tf.graph_util.import_graph_def(
             graph_def,
-            input_map=dict(zip(signature.input_tensor_names, inputs, strict=True)),
+            input_map={
+                **dict(zip(signature.input_tensor_names, inputs, strict=True)),
+                # Eager tensors (table handles) become captures of this function.
+                **{name: tf.identity(value) for name, value in bound.items()},
+            },
             return_elements=signature.output_tensor_names,
             name="graph",
         )
@@ -88,12 +97,12 @@ def graph_def_function(
 
 
 def _pruned_wrap_function(
-    graph_def: tf.compat.v1.GraphDef, signature: GraphSignature
+    graph_def: tf.compat.v1.GraphDef, signature: GraphSignature, bound: dict[str, Any]
 ) -> tf.types.experimental.ConcreteFunction:
     import tensorflow as tf
 
     def _import() -> None:
-        tf.compat.v1.import_graph_def(graph_def, name="")
+        tf.compat.v1.import_graph_def(graph_def, input_map=bound or None, name="")
 
     wrapped = tf.compat.v1.wrap_function(_import, [])
     graph = wrapped.graph
@@ -103,12 +112,14 @@ def _pruned_wrap_function(
 
 
 def graph_def_callable(
-    graph_def: tf.compat.v1.GraphDef, signature: GraphSignature
+    graph_def: tf.compat.v1.GraphDef,
+    signature: GraphSignature,
+    bound_inputs: Mapping[str, Any] | None = None,
 ) -> Callable[..., list[np.ndarray]]:
     """Returns `run(*inputs) -> [outputs]` on numpy arrays, for tests and accuracy passes."""
     import tensorflow as tf
 
-    function = graph_def_function(graph_def, signature)
+    function = graph_def_function(graph_def, signature, bound_inputs)
 
     def run(*inputs: np.ndarray) -> list[np.ndarray]:
         outputs = function(*[tf.constant(x) for x in inputs])

@@ -11,8 +11,14 @@ Example `signature.json`::
       "inputs":  [{"name": "image", "tensor_name": "image:0",
                    "dtype": "float32", "shape": [null, 32, 32, 1]}],
       "outputs": [{"name": "output_0", "tensor_name": "Identity:0",
-                   "dtype": "float32", "shape": [null, 10]}]
+                   "dtype": "float32", "shape": [null, 10], "activation": "softmax"}]
     }
+
+Two optional keys say what the graph alone cannot:
+  * `encoding` on an input: `tf_example` when the input takes serialized `tf.Example`
+    strings (it feeds a ParseExample op), so it is fed the Examples' records as they are;
+  * `activation` on an output: `softmax` or `sigmoid` when the output is a probability,
+    which tells a binary classifier's 0.5 threshold from a logit's 0.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import os
 from typing import Any
 
 SIGNATURE_FILENAME = "signature.json"
+# `TensorDescription.encoding` of an input that takes serialized tf.Example strings.
+ENCODING_TF_EXAMPLE = "tf_example"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,19 +41,32 @@ class TensorDescription:
     tensor_name: str
     dtype: str
     shape: tuple[int | None, ...]
+    # Inputs: ENCODING_TF_EXAMPLE for serialized tf.Example strings, else None.
+    encoding: str | None = None
+    # Outputs: "softmax" or "sigmoid" when the graph ends in one, else None.
+    activation: str | None = None
 
     @property
     def op_name(self) -> str:
         """The graph node that produces this tensor (`Identity:0` -> `Identity`)."""
         return self.tensor_name.split(":")[0]
 
+    @property
+    def takes_tf_example(self) -> bool:
+        return self.encoding == ENCODING_TF_EXAMPLE
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "name": self.name,
             "tensor_name": self.tensor_name,
             "dtype": self.dtype,
             "shape": list(self.shape),
         }
+        if self.encoding:
+            value["encoding"] = self.encoding
+        if self.activation:
+            value["activation"] = self.activation
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> TensorDescription:
@@ -54,6 +75,8 @@ class TensorDescription:
             tensor_name=value["tensor_name"],
             dtype=value["dtype"],
             shape=tuple(value["shape"]),
+            encoding=value.get("encoding"),
+            activation=value.get("activation"),
         )
 
 
@@ -76,6 +99,21 @@ class GraphSignature:
     @property
     def output_op_names(self) -> list[str]:
         return [t.op_name for t in self.outputs]
+
+    def output(self, name: str) -> TensorDescription:
+        """The output called `name`; raises KeyError naming the outputs there are."""
+        for tensor in self.outputs:
+            if tensor.name == name:
+                return tensor
+        raise KeyError(f"no output {name!r}; outputs: {', '.join(self.output_names)}")
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,7 +1,8 @@
-"""Freezer executor: freezes the serving signature of the input model."""
+"""Freezer executor: finds the model's form, freezes the chosen function, records what it did."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tfx.dsl.components.base import base_executor
@@ -12,27 +13,55 @@ from components.common.artifact_utils import (
     set_variant_properties,
     single_artifact,
 )
-from components.common.graph_io import op_histogram, save_graph_def
-from components.freezer.freezing import freeze_saved_model
+from components.common.executor_output import executor_output, records_user_errors
+from components.common.graph_io import op_histogram
+from components.freezer.model_forms import ModelSelection, freeze_model, resolve_model
 
 VARIANT_NAME = "frozen_graph"
 FORMAT_GRAPHDEF = "graphdef"
 
 
-class Executor(base_executor.BaseExecutor):
-    """Writes `graph.pb` and `signature.json`; records node count, op histogram and size."""
+def selection_from(exec_properties: dict[str, Any]) -> ModelSelection:
+    """The function to freeze, from the Freezer's parameters."""
+    return ModelSelection(
+        signature_key=exec_properties["signature_key"],
+        output_nodes=tuple(json.loads(exec_properties.get("output_nodes") or "[]")),
+        input_nodes=tuple(json.loads(exec_properties.get("input_nodes") or "[]")),
+    )
 
+
+class Executor(base_executor.BaseExecutor):
+    """Writes the frozen graph (and its preprocessing part); records what it froze.
+
+    The model's form and resolved path are recorded on the artifact and, under the
+    portable launcher, on the execution too.
+    """
+
+    @records_user_errors
     def Do(
         self,
         input_dict: dict[str, list[Artifact]],
         output_dict: dict[str, list[Artifact]],
         exec_properties: dict[str, Any],
-    ) -> None:
+    ) -> Any:
         model = single_artifact(input_dict["model"], "model")
         frozen_graph = single_artifact(output_dict["frozen_graph"], "frozen_graph")
-        frozen = freeze_saved_model(model.uri, exec_properties["signature_key"])
-        save_graph_def(frozen.graph_def, frozen_graph.uri)
-        frozen.signature.save(frozen_graph.uri)
+        source = resolve_model(model.uri)
+        frozen = freeze_model(source, selection_from(exec_properties))
+        frozen.save(frozen_graph.uri)
+        split = {}
+        if frozen.preprocessing is not None:
+            split = {
+                "preprocessing": 1,
+                "core_inputs": [t.to_json() for t in frozen.signature.inputs],
+                "preprocessing_node_count": len(frozen.preprocessing.graph_def.node),
+                "lookup_tables": [t.describe() for t in frozen.preprocessing.tables],
+            }
+        source_facts = {
+            "source_model_form": source.form,
+            "source_model_path": source.path,
+            "source_model_uri": model.uri,
+        }
         set_variant_properties(
             frozen_graph,
             variant_name=VARIANT_NAME,
@@ -42,6 +71,10 @@ class Executor(base_executor.BaseExecutor):
                 "node_count": len(frozen.graph_def.node),
                 "op_histogram": op_histogram(frozen.graph_def),
                 "signature_key": frozen.signature.signature_key,
-                "source_model_uri": model.uri,
+                "source_inputs": [t.to_json() for t in frozen.original_signature.inputs],
+                "portable_rewrites": frozen.portable_rewrites,
+                **source_facts,
+                **split,
             },
         )
+        return executor_output(output_dict, exec_properties, source_facts)

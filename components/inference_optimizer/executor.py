@@ -14,6 +14,7 @@ from components.common.artifact_utils import (
     set_variant_properties,
     single_artifact,
 )
+from components.common.executor_output import records_user_errors
 from components.common.graph_io import GRAPH_FILENAME, load_graph_def
 from components.common.signature import GraphSignature
 from components.inference_optimizer.optimizer import optimize_graph, write_optimized_graph
@@ -25,6 +26,7 @@ FORMAT_GRAPHDEF = "graphdef"
 class Executor(base_executor.BaseExecutor):
     """Writes the optimized graph, its SavedModel and the transform log."""
 
+    @records_user_errors
     def Do(
         self,
         input_dict: dict[str, list[Artifact]],

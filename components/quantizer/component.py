@@ -10,6 +10,8 @@ from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.artifacts import FrozenGraph, QuantizedModel
+from components.common.examples_io import AUTO_CALIBRATION_SPLIT
+from components.common.feeds import FeedSettings
 from components.quantizer import executor
 from components.quantizer.modes import QuantizeSettings, get_mode
 from components.version import __version__
@@ -25,9 +27,10 @@ class QuantizerSpec(ComponentSpec):
         "num_calibration": ExecutionParameter(type=int),
         "inference_io_type": ExecutionParameter(type=str),
         "batch_sizes": ExecutionParameter(type=str),  # JSON list; the first is the primary.
+        # "auto": train when the Examples have it, else a hashed slice of eval_split.
         "calibration_split": ExecutionParameter(type=str),
-        "image_feature": ExecutionParameter(type=str),
-        "label_feature": ExecutionParameter(type=str),
+        "eval_split": ExecutionParameter(type=str),
+        "feed_settings": ExecutionParameter(type=str),  # JSON of feeds.FeedSettings.
         "package_version": ExecutionParameter(type=str),
     }
     INPUTS = {
@@ -43,7 +46,8 @@ class Quantizer(base_component.BaseComponent):
         Quantizer(frozen_graph=..., examples=..., mode="int8").with_id("Quantizer_int8")
 
     Modes: float16, dynamic_range, int8 (TFLite); weights_int8_graph, onednn_int8 (TF).
-    Calibrating modes (int8, onednn_int8) read `num_calibration` examples.
+    Calibrating modes (int8, onednn_int8) read `num_calibration` examples from the
+    calibration split (never the evaluation records), fed as `feed_settings` says.
     """
 
     SPEC_CLASS = QuantizerSpec
@@ -57,9 +61,9 @@ class Quantizer(base_component.BaseComponent):
         num_calibration: int = 200,
         inference_io_type: str = "float32",
         batch_sizes: Sequence[int] = (1, 8, 32),
-        calibration_split: str = "eval",
-        image_feature: str = "image",
-        label_feature: str = "label",
+        calibration_split: str = AUTO_CALIBRATION_SPLIT,
+        eval_split: str = "eval",
+        feed_settings: FeedSettings | None = None,
     ) -> None:
         quantize_mode = get_mode(mode)  # Refuse unknown modes at pipeline-build time.
         if quantize_mode.needs_calibration and examples is None:
@@ -75,8 +79,8 @@ class Quantizer(base_component.BaseComponent):
             inference_io_type=inference_io_type,
             batch_sizes=json.dumps(list(batch_sizes)),
             calibration_split=calibration_split,
-            image_feature=image_feature,
-            label_feature=label_feature,
+            eval_split=eval_split,
+            feed_settings=json.dumps((feed_settings or FeedSettings()).to_json(), sort_keys=True),
             package_version=__version__,
             quantized_model=channel.Channel(type=QuantizedModel),
         )

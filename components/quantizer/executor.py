@@ -13,10 +13,42 @@ from components.common.artifact_utils import (
     set_variant_properties,
     single_artifact,
 )
-from components.common.examples_io import read_labelled_images
+from components.common.executor_output import records_user_errors
 from components.common.graph_io import load_graph_def
 from components.common.signature import GraphSignature
 from components.quantizer.modes import QuantizeSettings, get_mode
+
+
+def read_calibration_inputs(
+    frozen_graph_uri: str,
+    examples_uri: str,
+    exec_properties: dict[str, Any],
+    num_calibration: int,
+) -> tuple[list[Any], dict[str, Any]]:
+    """The calibration inputs of the frozen graph (its core, after a split), and what they were.
+
+    Read from the calibration split (train when there is one), never the evaluation
+    records (examples_io.resolve_calibration), and fed exactly as the Benchmarker feeds
+    the graph: the same feature mapping and image decoding, and the preprocessing graph
+    for a model core.
+    """
+    from components.common.examples_io import read_records, resolve_calibration
+    from components.common.feeds import ExampleRecords, FeedSettings, ModelFeeder
+    from components.common.preprocessing import Preprocessing
+
+    plan = resolve_calibration(
+        examples_uri, exec_properties["eval_split"], exec_properties["calibration_split"]
+    )
+    records = ExampleRecords(
+        read_records(examples_uri, plan.split, limit=num_calibration, part=plan.calibration_part),
+        examples_uri,
+    )
+    feeder = ModelFeeder(
+        FeedSettings.from_json(json.loads(exec_properties["feed_settings"] or "{}")),
+        Preprocessing.load(frozen_graph_uri),
+    )
+    inputs = feeder.inputs(GraphSignature.load(frozen_graph_uri), records)
+    return inputs, {"calibration_data": {**plan.describe(), "records": len(records)}}
 
 
 class Executor(base_executor.BaseExecutor):
@@ -29,6 +61,7 @@ class Executor(base_executor.BaseExecutor):
     built, and examples that do not fit the model fail the execution (read first).
     """
 
+    @records_user_errors
     def Do(
         self,
         input_dict: dict[str, list[Artifact]],
@@ -45,16 +78,12 @@ class Executor(base_executor.BaseExecutor):
         )
         signature = GraphSignature.load(graph_artifact.uri)
         calibration = None
+        calibration_facts: dict[str, Any] = {}
         if mode.needs_calibration:
             examples = single_artifact(input_dict.get("examples", []), "examples")
-            calibration = read_labelled_images(
-                examples.uri,
-                signature.inputs[0],
-                split=exec_properties["calibration_split"],
-                image_feature=exec_properties["image_feature"],
-                label_feature=exec_properties["label_feature"],
-                limit=settings.num_calibration,
-            ).images
+            calibration, calibration_facts = read_calibration_inputs(
+                graph_artifact.uri, examples.uri, exec_properties, settings.num_calibration
+            )
         try:
             outcome = mode.run(
                 load_graph_def(graph_artifact.uri), signature, calibration, output.uri, settings
@@ -74,6 +103,7 @@ class Executor(base_executor.BaseExecutor):
                 "calibration_samples": outcome.calibration_samples,
                 "float_ops": outcome.float_ops,
                 "hardware_requirements": outcome.hardware_requirements,
+                **calibration_facts,
                 **outcome.properties,
             },
         )

@@ -1,7 +1,9 @@
 """The Quantizer's modes: one small class each, found by name in a registry.
 
     mode = get_mode("int8")
-    outcome = mode.run(graph_def, signature, calibration_images, output_dir, settings)
+    outcome = mode.run(graph_def, signature, calibration_inputs, output_dir, settings)
+
+`calibration_inputs` holds one array per signature input (see feeds.ModelFeeder).
 
 Each mode writes its files into `output_dir` and returns the properties its artifact
 records. A mode that cannot quantize a model raises; the executor turns that into an
@@ -66,7 +68,7 @@ class QuantizeMode(abc.ABC):
         self,
         graph_def: tf.compat.v1.GraphDef,
         signature: GraphSignature,
-        calibration: np.ndarray | None,
+        calibration: list[np.ndarray] | None,
         output_dir: str,
         settings: QuantizeSettings,
     ) -> ModeOutcome:
@@ -107,7 +109,7 @@ class _TFLiteMode(QuantizeMode):
         self,
         graph_def: tf.compat.v1.GraphDef,
         signature: GraphSignature,
-        calibration: np.ndarray | None,
+        calibration: list[np.ndarray] | None,
         output_dir: str,
         settings: QuantizeSettings,
     ) -> ModeOutcome:
@@ -186,7 +188,7 @@ class WeightsInt8Graph(QuantizeMode):
         self,
         graph_def: tf.compat.v1.GraphDef,
         signature: GraphSignature,
-        calibration: np.ndarray | None,
+        calibration: list[np.ndarray] | None,
         output_dir: str,
         settings: QuantizeSettings,
     ) -> ModeOutcome:
@@ -219,7 +221,7 @@ class OneDnnInt8(QuantizeMode):
         self,
         graph_def: tf.compat.v1.GraphDef,
         signature: GraphSignature,
-        calibration: np.ndarray | None,
+        calibration: list[np.ndarray] | None,
         output_dir: str,
         settings: QuantizeSettings,
     ) -> ModeOutcome:
@@ -231,6 +233,15 @@ class OneDnnInt8(QuantizeMode):
         result = quantize_onednn_int8(
             graph_def, signature, calibration, num_calibration=settings.num_calibration
         )
+        if result.kernels is not None and result.kernels.error:
+            # Publishing it would only move the failure to the Benchmarker, with a vaguer
+            # message; on a CPU without AVX-512, TF 2.16's oneDNN int8 matmul returns no
+            # output at all ("Missing 0-th output").
+            raise RuntimeError(
+                f"the oneDNN int8 graph does not run on this machine ({_cpu_summary()}): "
+                f"{result.kernels.error}. TensorFlow's oneDNN int8 kernels need AVX-512 "
+                f"(VNNI or AMX to be fast)."
+            )
         paths = write_onednn_int8(result, signature, output_dir)
         kernels = result.kernels.to_json() if result.kernels else None
         return ModeOutcome(
@@ -246,6 +257,17 @@ class OneDnnInt8(QuantizeMode):
                 "graph_file": GRAPH_FILENAME,
             },
         )
+
+
+def _cpu_summary() -> str:
+    from components.benchmarker.fingerprint import parse_cpuinfo
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            _, model, flags = parse_cpuinfo(f.read())
+    except OSError:
+        return "CPU unknown"
+    return f"{model or 'CPU'}, flags of interest: {' '.join(flags) or 'none'}"
 
 
 def _file_size(path: str) -> int:

@@ -1,6 +1,6 @@
 """Int8 TF graphs that run on oneDNN's VNNI/AMX kernels in stock TensorFlow 2.16.
 
-    >>> result = quantize_onednn_int8(frozen.graph_def, frozen.signature, eval_images)
+    >>> result = quantize_onednn_int8(frozen.graph_def, frozen.signature, [train_images])
     >>> result.int8_op_counts
     {'_FusedQuantizedConv2D': 3, 'QuantizeV2': 2, ...}
     >>> write_onednn_int8(result, frozen.signature, "/out/onednn_int8")
@@ -35,11 +35,11 @@ import collections
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from components.common.errors import UserInputError
 from components.common.graph_io import save_graph_def
 from components.common.signature import GraphSignature
 
@@ -102,7 +102,7 @@ class OneDnnInt8Result:
 def quantize_onednn_int8(
     graph_def: tf.compat.v1.GraphDef,
     signature: GraphSignature,
-    calibration_inputs: np.ndarray,
+    calibration_inputs: np.ndarray | Sequence[np.ndarray],
     num_calibration: int = 200,
     *,
     batch_size: int = 16,
@@ -110,20 +110,23 @@ def quantize_onednn_int8(
 ) -> OneDnnInt8Result:
     """Quantizes a frozen fp32 graph's convolutions and matmuls to oneDNN int8 ops.
 
-    `calibration_inputs` are real examples for the graph's single input (the first
-    `num_calibration` are used). With `check_kernels`, the result is run once in a
-    subprocess with ONEDNN_VERBOSE=1 to record which kernels and ISA were selected.
-    Raises UserInputError for graphs with several inputs or unusable calibration data.
+    `calibration_inputs` are real examples, one array per signature input (a bare array
+    for a one-input graph; the first `num_calibration` are used). With `check_kernels`,
+    the result is run once in a subprocess with ONEDNN_VERBOSE=1 to record which kernels
+    and ISA were selected. Raises UserInputError for unusable calibration data.
     """
     import tensorflow as tf
 
+    from components.quantizer.calibration_inputs import check_calibration_inputs
     from components.quantizer.onednn.calibration import collect_ranges
     from components.quantizer.onednn.canonicalize import canonicalize
     from components.quantizer.onednn.kernel_check import inspect_kernels
     from components.quantizer.onednn.patterns import find_chains
     from components.quantizer.onednn.rewrite import KeptFloat, rewrite_to_int8
 
-    samples = _check_calibration_inputs(signature, calibration_inputs, num_calibration)
+    samples = check_calibration_inputs(
+        signature, calibration_inputs, num_calibration, "onednn_int8"
+    )
     input_names = [t.op_name for t in signature.inputs]
     protected = set(input_names) | set(signature.output_op_names)
     canonical = canonicalize(graph_def, protected, fetches=signature.output_op_names)
@@ -132,7 +135,7 @@ def quantize_onednn_int8(
     wanted = [t for chain in chains for t in chain.calibration_tensors()]
     calibration = collect_ranges(
         canonical.graph_def,
-        signature.inputs[0].tensor_name,
+        signature.input_tensor_names,
         wanted,
         samples,
         output_tensors=signature.output_tensor_names,
@@ -149,7 +152,7 @@ def quantize_onednn_int8(
     )
     kernels = None
     if check_kernels:
-        kernels = inspect_kernels(rewritten.graph_def, signature, samples[:1])
+        kernels = inspect_kernels(rewritten.graph_def, signature, [s[:1] for s in samples])
 
     kept_float = [KeptFloat(f.name, f.op, f.reason) for f in left_float] + rewritten.kept_float
     return OneDnnInt8Result(
@@ -181,45 +184,17 @@ def write_onednn_int8(
     return {"graph": graph_path, "signature": signature_path, "quantization": info_path}
 
 
-def _check_calibration_inputs(
-    signature: GraphSignature, calibration_inputs: np.ndarray, num_calibration: int
-) -> np.ndarray:
-    if len(signature.inputs) != 1:
-        raise UserInputError(
-            f"The oneDNN int8 quantizer calibrates graphs with one input; this signature has "
-            f"{len(signature.inputs)} ({', '.join(t.name for t in signature.inputs)}). "
-            f"Export a serving signature with a single image tensor, or pick another method."
-        )
-    expected = signature.inputs[0]
-    samples = np.asarray(calibration_inputs)
-    if num_calibration < 1:
-        raise UserInputError(f"num_calibration must be at least 1, got {num_calibration}.")
-    if samples.ndim != len(expected.shape) or any(
-        want is not None and want != got
-        for want, got in zip(expected.shape[1:], samples.shape[1:], strict=True)
-    ):
-        raise UserInputError(
-            f"Calibration examples have shape {samples.shape}, but input {expected.name!r} "
-            f"takes {list(expected.shape)}. Pass examples shaped like the model input "
-            f"(the Examples split the model was evaluated on)."
-        )
-    if len(samples) == 0:
-        raise UserInputError(
-            "No calibration examples were given; pass at least one real input example."
-        )
-    return samples[:num_calibration].astype(expected.dtype, copy=False)
-
-
 def _max_abs_diff(
     original: tf.compat.v1.GraphDef,
     signature: GraphSignature,
-    batch: np.ndarray,
+    samples: Sequence[np.ndarray],
     canonical_outputs: list[np.ndarray],
 ) -> float:
     """How far batch-norm folding moved the fp32 outputs (a guard against folding bugs)."""
     from components.quantizer.onednn.calibration import run_graph
 
-    feed = {signature.inputs[0].tensor_name: batch[: len(canonical_outputs[0])]}
+    rows = len(canonical_outputs[0])
+    feed = {t.tensor_name: s[:rows] for t, s in zip(signature.inputs, samples, strict=True)}
     before = run_graph(original, feed, signature.output_tensor_names)
     return float(max(np.max(np.abs(a - b)) for a, b in zip(before, canonical_outputs, strict=True)))
 

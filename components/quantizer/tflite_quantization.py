@@ -251,38 +251,11 @@ def _calibration_arrays(
     num_calibration: int,
 ) -> list[np.ndarray] | None:
     """Checks calibration inputs against the signature; None when the mode needs none."""
+    from components.quantizer.calibration_inputs import check_calibration_inputs
+
     if mode != "int8":
         return None
-    if calibration_inputs is None:
-        raise UserInputError(
-            "Mode 'int8' needs calibration inputs (a representative sample of real model "
-            "inputs, e.g. the eval split's images); pass calibration_inputs, or choose "
-            "mode 'dynamic_range', which needs none."
-        )
-    arrays = (
-        [calibration_inputs]
-        if isinstance(calibration_inputs, np.ndarray)
-        else list(calibration_inputs)
-    )
-    if len(arrays) != len(signature.inputs):
-        raise UserInputError(
-            f"Got {len(arrays)} calibration arrays for a model with {len(signature.inputs)} "
-            f"inputs ({', '.join(t.name for t in signature.inputs)}); pass one per input."
-        )
-    checked = []
-    for array, spec in zip(arrays, signature.inputs, strict=True):
-        item_shape = tuple(spec.shape[1:])
-        fits = array.ndim == len(spec.shape) and all(
-            want is None or want == got
-            for want, got in zip(item_shape, array.shape[1:], strict=False)
-        )
-        if not fits or len(array) == 0:
-            raise UserInputError(
-                f"Calibration inputs for {spec.name!r} have shape {list(array.shape)}, but "
-                f"the input takes {list(spec.shape)} (samples on the first axis, at least one)."
-            )
-        checked.append(np.ascontiguousarray(array[:num_calibration], dtype=spec.dtype))
-    return checked
+    return check_calibration_inputs(signature, calibration_inputs, num_calibration, mode)
 
 
 def _run_child(request_path: str, mode: str, timeout_seconds: float) -> dict[str, Any]:
@@ -564,7 +537,13 @@ def convert_graph(
     elif mode == "int8":
         if calibration is None:
             raise ValueError("Mode int8 needs calibration inputs.")
-        batches = _calibration_batches(calibration, batch_size)
+        # Keyed by input name: as a list, the calibrator feeds the model's input tensors
+        # in its own order, which need not be the signature's (two inputs get swapped).
+        names = [t.name for t in signature.inputs]
+        batches = [
+            dict(zip(names, batch, strict=True))
+            for batch in _calibration_batches(calibration, batch_size)
+        ]
         calibration_samples = len(batches) * batch_size
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: iter(batches)

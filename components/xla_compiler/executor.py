@@ -16,6 +16,7 @@ from components.common.artifact_utils import (
     set_variant_properties,
     single_artifact,
 )
+from components.common.executor_output import records_user_errors
 from components.common.graph_io import load_graph_def
 from components.common.signature import GraphSignature
 
@@ -101,6 +102,7 @@ def _native_stderr_to_log() -> Iterator[None]:
 class Executor(base_executor.BaseExecutor):
     """Compiles the frozen graph with XLA; a graph XLA cannot compile becomes a failed variant."""
 
+    @records_user_errors
     def Do(
         self,
         input_dict: dict[str, list[Artifact]],

@@ -76,6 +76,10 @@ class ExecutionNode:
     parameters: dict[str, Any]
     run_id: str | None
     pipeline: str | None
+    # A FAILED execution's user-facing reason, as its executor recorded it.
+    failure_reason: str | None = None
+    # What the execution found out and recorded (`fact:*` properties), e.g. the model's form.
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -584,9 +588,21 @@ def _execution_node(execution: Any, contexts: Sequence[Any]) -> ExecutionNode:
     pipeline = next((c.name for c in contexts if c.type in PIPELINE_CONTEXT_TYPES), None)
     run_id = next((c.name for c in contexts if c.type in RUN_CONTEXT_TYPES), None)
     node_context = next((c.name for c in contexts if c.type == NODE_CONTEXT_TYPE), None)
+    from components.common.executor_output import (
+        EXECUTION_FACT_PREFIX,
+        EXECUTION_RESULT_PROPERTY,
+        failure_reason,
+    )
+
     parameters = {
         **{k: property_value(v) for k, v in execution.properties.items()},
         **{k: property_value(v) for k, v in execution.custom_properties.items()},
+    }
+    result = parameters.pop(EXECUTION_RESULT_PROPERTY, None)
+    facts = {
+        key[len(EXECUTION_FACT_PREFIX) :]: parameters.pop(key)
+        for key in sorted(parameters)
+        if key.startswith(EXECUTION_FACT_PREFIX)
     }
     if node_context is not None:
         prefix = f"{pipeline}." if pipeline else ""
@@ -615,6 +631,8 @@ def _execution_node(execution: Any, contexts: Sequence[Any]) -> ExecutionNode:
         parameters=dict(sorted(parameters.items())),
         run_id=run_id,
         pipeline=pipeline,
+        failure_reason=failure_reason(result) if isinstance(result, str) else None,
+        facts=facts,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,6 +132,13 @@ def _execution_block(
         f"{execution.node_id}  {state}  {format_duration(execution.duration_s)}  "
         f"execution {execution.id} ({execution.type.rsplit('.', 1)[-1]})"
     ]
+    if execution.failure_reason:
+        prefix = "  failed because: "
+        wrapped = textwrap.wrap(execution.failure_reason, WIDTH - len(prefix)) or [""]
+        lines.append(prefix + wrapped[0])
+        lines += [" " * len(prefix) + line for line in wrapped[1:]]
+    if execution.facts:
+        lines += _wrapped("  recorded   ", [f"{k}={v}" for k, v in execution.facts.items()])
     if execution.parameters:
         lines += _wrapped("  parameters ", _parameter_items(execution))
     for edge in graph.inputs_of(execution.id):

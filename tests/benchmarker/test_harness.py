@@ -14,8 +14,10 @@ from components.benchmarker.harness import (
     VariantSpec,
     run_benchmark_in_subprocess,
 )
-from components.benchmarker.selection import VariantResult, choose_best_variant
-from components.common.examples_io import split_files
+from components.benchmarker.selection import Gate, VariantResult, choose_best_variant
+from components.benchmarker.tasks import LabelSettings, plan_evaluation
+from components.common.examples_io import read_records, split_files
+from components.common.feeds import ExampleRecords
 from components.common.graph_io import graph_def_callable, save_graph_def
 from components.freezer.freezing import freeze_function
 
@@ -61,13 +63,13 @@ def harness_result(tmp_path_factory, embedded_default, frozen_digits, broken_var
     frozen_digits.signature.save(str(corrupt_dir))
     request = BenchmarkRequest(
         variants=[
-            VariantSpec("baseline_saved_model", "saved_model", embedded_default.model_uri),
+            VariantSpec("baseline", "saved_model", embedded_default.model_uri),
             VariantSpec("frozen_graph", "graphdef", frozen_dir),
             VariantSpec("broken", "graphdef", broken_variant_dir),
             VariantSpec("corrupt", "graphdef", str(corrupt_dir)),
             VariantSpec("null", "null", frozen_dir),
         ],
-        baseline_name="baseline_saved_model",
+        baseline_name="baseline",
         examples_uri=embedded_default.examples_uri,
         settings=FAST,
     )
@@ -77,7 +79,7 @@ def harness_result(tmp_path_factory, embedded_default, frozen_digits, broken_var
 
 def test_latency_and_throughput_figures_are_sane(harness_result):
     rows, raw = harness_result
-    for name in ("baseline_saved_model", "frozen_graph"):
+    for name in ("baseline", "frozen_graph"):
         summary = rows[name]["latency"]["summary"]
         assert 0 < summary["min_ms"] <= summary["p50_ms"] <= summary["p90_ms"]
         assert summary["p90_ms"] <= summary["p99_ms"] <= summary["max_ms"]
@@ -99,10 +101,12 @@ def test_null_backend_costs_far_less_than_the_model(harness_result):
 def test_accuracy_and_agreement_are_measured_against_the_baseline(harness_result):
     rows, raw = harness_result
     assert raw["eval_examples"] == 449
-    assert rows["baseline_saved_model"]["top1"] == pytest.approx(rows["frozen_graph"]["top1"])
-    assert rows["frozen_graph"]["top1_agreement"] == 1.0
-    assert rows["frozen_graph"]["max_abs_diff"] < 1e-4
-    assert rows["baseline_saved_model"]["top5"] >= rows["baseline_saved_model"]["top1"]
+    baseline, frozen = rows["baseline"]["metrics"], rows["frozen_graph"]["metrics"]
+    assert baseline["top1"] == pytest.approx(frozen["top1"])
+    assert rows["frozen_graph"]["faithfulness"]["output_0"]["agreement"] == 1.0
+    assert rows["frozen_graph"]["faithfulness"]["output_0"]["max_abs_diff"] < 1e-4
+    assert baseline["top5"] >= baseline["top1"]
+    assert raw["evaluation"]["task"] == "multiclass" and raw["evaluation"]["labels"] == "label"
 
 
 def test_a_variant_that_cannot_load_is_a_failed_row(harness_result):
@@ -114,12 +118,12 @@ def test_a_variant_that_cannot_load_is_a_failed_row(harness_result):
 
 def test_broken_variant_is_caught_by_agreement_and_never_blessed(harness_result):
     rows, _ = harness_result
-    assert rows["broken"]["top1_agreement"] < 0.5
-    results = [VariantResult.from_harness_json(r) for r in rows.values() if r["name"] != "null"]
+    assert rows["broken"]["faithfulness"]["output_0"]["agreement"] < 0.5
+    results = [
+        VariantResult.from_harness_json(r, "output_0") for r in rows.values() if r["name"] != "null"
+    ]
     # Even with an absurd accuracy budget, the agreement gate keeps it out.
-    selection = choose_best_variant(
-        results, baseline_name="baseline_saved_model", max_accuracy_drop=1.0
-    )
+    selection = choose_best_variant(results, baseline_name="baseline", gate=Gate(max_drop=1.0))
     assert selection.winner != "broken"
     assert not selection.verdicts["broken"].eligible
     assert any("agree" in reason for reason in selection.verdicts["broken"].reasons)
@@ -129,21 +133,22 @@ def test_accuracy_pipeline_matches_a_direct_computation(
     tmp_path, embedded_default, frozen_digits, digits_eval
 ):
     frozen_dir = _write_variant(tmp_path / "frozen", frozen_digits)
+    uri = embedded_default.examples_uri
+    records = ExampleRecords(read_records(uri, limit=8), uri)
     job = AccuracyJob(
         variants=(("frozen_graph", "graphdef", frozen_dir),),
+        signatures={"frozen_graph": frozen_digits.signature},
         baseline_name="frozen_graph",
-        model_input=frozen_digits.signature.inputs[0],
+        plan=plan_evaluation(frozen_digits.signature.outputs, LabelSettings(), records),
         settings=BenchmarkSettings(accuracy_batch_size=32, device="CPU:0"),
     )
-    metrics = run_accuracy_pipeline(
-        job, split_files(embedded_default.examples_uri), result_dir=str(tmp_path / "out")
-    )
+    metrics = run_accuracy_pipeline(job, split_files(uri), result_dir=str(tmp_path / "out"))
 
     (scores,) = graph_def_callable(frozen_digits.graph_def, frozen_digits.signature)(
         digits_eval.images
     )
     expected_top1 = float(np.mean(scores.argmax(1) == digits_eval.labels))
     assert metrics["frozen_graph"]["eval_examples"] == len(digits_eval)
-    assert metrics["frozen_graph"]["top1"] == pytest.approx(expected_top1)
-    assert metrics["frozen_graph"]["top1_agreement"] == 1.0
+    assert metrics["frozen_graph"]["metrics"]["top1"] == pytest.approx(expected_top1)
+    assert metrics["frozen_graph"]["faithfulness"] == {}  # It is the baseline.
     assert os.path.exists(tmp_path / "out" / "accuracy_counts")

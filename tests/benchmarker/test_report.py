@@ -78,9 +78,8 @@ def variants() -> list[VariantResult]:
             latency=latency[BASELINE],
             throughput_images_per_s=throughput(BASELINE),
             throughput_stable={1: True, 8: True, 32: True},
-            top1=0.9800,
-            top5=1.0,
-            top1_agreement=1.0,
+            metrics={"top1": 0.9800, "top5": 1.0},
+            agreement=1.0,
             max_abs_diff=0.0,
             size_bytes=1_200_000,
             first_call_s=0.05,
@@ -90,9 +89,8 @@ def variants() -> list[VariantResult]:
             **common,
             latency=latency["tflite_fp32"],
             throughput_images_per_s=throughput("tflite_fp32"),
-            top1=0.9800,
-            top5=1.0,
-            top1_agreement=1.0,
+            metrics={"top1": 0.9800, "top5": 1.0},
+            agreement=1.0,
             max_abs_diff=2.4e-7,
             size_bytes=400_000,
             first_call_s=0.001,
@@ -102,9 +100,8 @@ def variants() -> list[VariantResult]:
             **common,
             latency=latency["tflite_int8"],
             throughput_images_per_s=throughput("tflite_int8"),
-            top1=0.9532,
-            top5=0.998,
-            top1_agreement=0.96,
+            metrics={"top1": 0.9532, "top5": 0.998},
+            agreement=0.96,
             max_abs_diff=0.08,
             size_bytes=110_000,
             first_call_s=0.001,
@@ -115,9 +112,8 @@ def variants() -> list[VariantResult]:
             latency=latency["bf16_graph"],
             throughput_images_per_s=throughput("bf16_graph"),
             throughput_stable={1: True, 8: False, 32: True},
-            top1=0.9800,
-            top5=1.0,
-            top1_agreement=0.998,
+            metrics={"top1": 0.9800, "top5": 1.0},
+            agreement=0.998,
             max_abs_diff=0.004,
             size_bytes=700_000,
         ),
@@ -154,6 +150,18 @@ def fingerprint() -> HardwareFingerprint:
     )
 
 
+# What the harness reports for a labelled 10-class classifier (tasks.EvaluationPlan.describe).
+EVALUATION = {
+    "primary_output": "output_0",
+    "task": "multiclass",
+    "primary_metric": "top1",
+    "metrics": ["top1", "top5"],
+    "higher_is_better": {"top1": True, "top5": True},
+    "decides": True,
+    "labels": "label",
+}
+
+
 @pytest.fixture(scope="module")
 def report(variants, fingerprint) -> dict:
     selection = choose_best_variant(variants, BASELINE)
@@ -167,6 +175,7 @@ def report(variants, fingerprint) -> dict:
         warnings=["int8 variant tflite_int8 needs AVX512-VNNI or AMX-INT8 for fast kernels"],
         inputs={"model_uri": "/models/digits", "eval_examples": 449},
         tool_version="0.1.0",
+        evaluation=EVALUATION,
     )
 
 
@@ -223,7 +232,7 @@ def parse(page: str) -> ElementCollector:
 def test_build_report_is_strict_json_with_schema_version(report):
     text = json.dumps(report, allow_nan=False)
 
-    assert json.loads(text)["schema_version"] == REPORT_SCHEMA_VERSION == "1.0"
+    assert json.loads(text)["schema_version"] == REPORT_SCHEMA_VERSION == "2.0"
     assert report["started_at"] == "2026-11-22T03:00:00+00:00"
     assert report["duration_s"] == 95.0
     assert report["batch_sizes"] == [1, 8, 32]
@@ -277,7 +286,7 @@ def test_render_html_is_self_contained_with_table_charts_and_fingerprint(report)
     rows = dom.find("tr", **{"data-variant": "tflite_fp32"})
     assert len(rows) == 1 and "winner" in rows[0]["class"].split()
     assert len([a for t, a in dom.elements if t == "tr" and "data-variant" in a]) == 5
-    for header in ("p50 ms", "p99 ms", "Stable?", "img/s @32", "Top-1", "Agreement", "Size"):
+    for header in ("p50 ms", "speedup", "p99 ms", "stable", "img/s@32", "top1", "agree", "size"):
         assert f"<th>{header}</th>" in page
     # One latency distribution per variant that ran, each with bars and p50/p90/p99 lines.
     distributions = dom.find("svg", class_="latency-distribution")
@@ -308,7 +317,7 @@ def test_render_html_is_self_contained_with_table_charts_and_fingerprint(report)
 
 def test_render_html_without_throughput_or_winner_still_parses(variants, fingerprint):
     stripped = [
-        VariantResult(**{**v.__dict__, "throughput_images_per_s": {}, "top1": None})
+        VariantResult(**{**v.__dict__, "throughput_images_per_s": {}, "metrics": {}})
         for v in variants
     ]
     selection = choose_best_variant(stripped, BASELINE, max_p99_ms=1e-6)
@@ -327,8 +336,8 @@ def test_render_markdown_has_verdict_table_and_machine(report):
     markdown = render_markdown(report)
 
     assert "**Blessed: tflite_fp32**" in markdown
-    assert "| Variant | Format | Status | p50 ms |" in markdown
-    assert "| frozen_graph (baseline) | graphdef | ok |" in markdown
+    assert "| variant | status | p50 ms | speedup |" in markdown
+    assert "| frozen_graph (baseline) | ok |" in markdown
     assert "unsupported op &lt;Einsum> \\| retry" in markdown  # Pipes and tags escaped.
     assert "- `tflite_int8`: excluded: disagrees with baseline" in markdown
     assert "| cpu_model | AMD EPYC &lt;test> & co |" in markdown
@@ -359,9 +368,9 @@ def test_write_report_writes_three_files_that_read_back(report, tmp_path):
 
 
 def test_read_report_refuses_another_major_schema_version(report, tmp_path):
-    (tmp_path / "report.json").write_text(json.dumps({**report, "schema_version": "2.0"}))
+    (tmp_path / "report.json").write_text(json.dumps({**report, "schema_version": "1.0"}))
 
-    with pytest.raises(UserInputError, match="schema version 2.0"):
+    with pytest.raises(UserInputError, match="schema version 1.0"):
         read_report(str(tmp_path))
 
 
@@ -369,7 +378,7 @@ def test_report_custom_properties_name_the_winner_and_per_variant_numbers(report
     properties = report_custom_properties(report)
 
     assert properties["winner"] == "tflite_fp32" and properties["blessed"] == 1
-    assert properties["schema_version"] == "1.0"
+    assert properties["schema_version"] == "2.0"
     assert properties["baseline_p50_ms"] == properties["frozen_graph.p50_ms"]
     assert properties["tflite_fp32.speedup_p50"] > 5
     assert "xla_aot.p50_ms" not in properties

@@ -9,6 +9,7 @@ from components.benchmarker.selection import (
     EXCLUDED_ACCURACY,
     EXCLUDED_DISAGREES,
     EXCLUDED_FAILED,
+    EXCLUDED_NOT_ESTABLISHED,
     EXCLUDED_P99,
     EXCLUDED_UNSTABLE,
     STATE_ACCURACY_BUDGET_EXCEEDED,
@@ -16,9 +17,11 @@ from components.benchmarker.selection import (
     STATE_BASELINE_FAILED,
     STATE_BLESSED,
     STATE_NO_ELIGIBLE_VARIANT,
+    Gate,
     Selection,
     VariantResult,
     choose_best_variant,
+    parse_metric_budget,
 )
 from components.benchmarker.stats import LatencySummary, MeasurementResult
 
@@ -45,7 +48,7 @@ def measurement(
 def variant(
     name: str,
     p50_ms: float,
-    top1: float = 0.95,
+    top1: float | None = 0.95,
     agreement: float = 1.0,
     size_bytes: int = 1_000_000,
     **changes,
@@ -54,8 +57,8 @@ def variant(
         "name": name,
         "format": "tflite",
         "latency": measurement(p50_ms),
-        "top1": top1,
-        "top1_agreement": agreement,
+        "metrics": {"top1": top1},
+        "agreement": agreement,
         "size_bytes": size_bytes,
         "throughput_images_per_s": {1: 1000.0 / p50_ms, 32: 32_000.0 / (p50_ms * 10)},
     }
@@ -93,13 +96,13 @@ def test_choose_best_variant_excludes_a_drop_over_one_point_but_allows_exactly_o
         variant("int8_dynamic", 0.03, top1=0.97),  # Lost exactly 1 point.
     ]
 
-    selection = choose_best_variant(results, BASELINE, max_accuracy_drop=0.01)
+    selection = choose_best_variant(results, BASELINE, gate=Gate(max_drop=0.01))
 
     assert selection.winner == "int8_dynamic"
     verdict = selection.verdicts["int8_full"]
     assert verdict.exclusions == (EXCLUDED_ACCURACY,)
     assert verdict.accuracy_drop == pytest.approx(0.015)
-    assert "accuracy drop 1.50 points > budget 1.00" in verdict.reason
+    assert "top1 drop 1.50 points > budget 1.00" in verdict.reason
 
 
 def test_choose_best_variant_excludes_variants_above_the_p99_ceiling():
@@ -168,7 +171,7 @@ def test_choose_best_variant_none_blessed_when_every_candidate_lost_accuracy():
     assert selection.state == STATE_ACCURACY_BUDGET_EXCEEDED
     assert selection.state != STATE_ALL_FAILED
     assert not selection.blessed and selection.winner is None
-    assert "lost more than 1.00 points" in selection.reason
+    assert "failed the accuracy gate (top1 drop at most 1.00 points)" in selection.reason
 
 
 def test_choose_best_variant_excludes_a_broken_variant_that_disagrees_with_the_baseline():
@@ -263,11 +266,12 @@ def test_variant_result_reads_the_harness_output_shape():
         "first_call_s": 0.002,
         "peak_rss_growth_bytes": 4096,
         "runtime": {"xnnpack": True},
-        "top1": 0.95,
-        "top5": 1.0,
+        "metrics": {"top1": 0.95, "top5": 1.0},
         "eval_examples": 449,
-        "top1_agreement": 0.99,
-        "max_abs_diff": 0.02,
+        "faithfulness": {
+            "probabilities": {"agreement": 0.99, "relative_error": 0.01, "max_abs_diff": 0.02},
+            "logits": {"agreement": 0.98, "relative_error": 0.02, "max_abs_diff": 0.3},
+        },
         "latency": {
             "p50_ms": 0.03,
             "p90_ms": 0.04,
@@ -290,8 +294,10 @@ def test_variant_result_reads_the_harness_output_shape():
         },
     }
 
-    result = VariantResult.from_harness_json(harness_entry)
+    result = VariantResult.from_harness_json(harness_entry, primary_output="probabilities")
 
+    assert (result.agreement, result.relative_error, result.max_abs_diff) == (0.99, 0.01, 0.3)
+    assert result.top1 == 0.95
     assert result.summary.p50_ms == 0.03 and result.latency.window_size == 30
     assert not result.latency_stable
     assert result.throughput_images_per_s == {1: 33_000.0}
@@ -307,3 +313,93 @@ def test_variant_result_reads_the_harness_output_shape():
         "eval_examples": 449,
         "properties": {"size_bytes": 110000},
     }
+
+
+def regression_variant(name: str, p50_ms: float, mae: float, relative_error: float):
+    return VariantResult(
+        name=name,
+        format="graphdef",
+        latency=measurement(p50_ms),
+        metrics={"mae": mae, "rmse": mae * 1.3},
+        relative_error=relative_error,
+    )
+
+
+REGRESSION_GATE = Gate(
+    metric="mae",
+    higher_is_better=False,
+    max_drop=0.01,
+    relative=True,
+    faithfulness="relative_error",
+)
+
+
+def test_regression_budget_is_relative_and_lower_mae_is_better():
+    results = [
+        regression_variant(BASELINE, 1.0, mae=40.0, relative_error=0.0),
+        regression_variant("int8", 0.2, mae=40.5, relative_error=0.02),  # +1.25%: over budget.
+        regression_variant("fp16", 0.4, mae=40.3, relative_error=0.001),  # +0.75%: within.
+    ]
+
+    selection = choose_best_variant(results, BASELINE, gate=REGRESSION_GATE)
+
+    assert selection.winner == "fp16"
+    assert "mae rise 0.5 > budget 0.4 (1% of the baseline)" in selection.verdicts["int8"].reason
+    assert "Gated by mae within 1% of the baseline" in selection.reason
+
+
+def test_regression_faithfulness_gate_is_the_relative_error():
+    results = [
+        regression_variant(BASELINE, 1.0, mae=40.0, relative_error=0.0),
+        regression_variant("noisy", 0.1, mae=40.0, relative_error=0.2),
+    ]
+
+    selection = choose_best_variant(results, BASELINE, gate=REGRESSION_GATE)
+
+    assert selection.winner == BASELINE
+    assert "relative error 0.2000 > 0.0500" in selection.verdicts["noisy"].reason
+
+
+def test_without_labels_only_faithfulness_gates_the_blessing():
+    results = [
+        variant(BASELINE, 1.0, top1=None),
+        variant("fast", 0.1, top1=None, agreement=0.99),
+        variant("broken", 0.05, top1=None, agreement=0.5),
+    ]
+    for result in results:
+        result.metrics.clear()
+
+    selection = choose_best_variant(results, BASELINE, gate=Gate(metric=None))
+
+    assert selection.winner == "fast"
+    assert "the Examples have no labels" in selection.reason
+    assert not selection.verdicts["broken"].eligible
+
+
+def test_a_degenerate_baseline_blesses_no_variant_over_itself():
+    results = [variant(BASELINE, 1.0), variant("fast", 0.1, agreement=1.0)]
+    gate = Gate(faithfulness_established=False, not_established_reason="outputs are constant")
+
+    selection = choose_best_variant(results, BASELINE, gate=gate)
+
+    assert selection.winner == BASELINE
+    assert EXCLUDED_NOT_ESTABLISHED in selection.verdicts["fast"].exclusions
+    assert "faithfulness not established: outputs are constant" in selection.verdicts["fast"].reason
+
+
+def test_model_core_variants_are_ranked_on_their_end_to_end_estimate():
+    # The baseline (0.6 ms end to end) against a core taking 0.3 ms after 0.5 ms of
+    # preprocessing: 0.8 ms end to end, slower, whatever its core-only figure says.
+    results = [variant(BASELINE, 0.6), variant("tflite_core", 0.3)]
+
+    selection = choose_best_variant(results, BASELINE, objective_offsets_ms={"tflite_core": 0.5})
+
+    assert selection.winner == BASELINE
+    assert selection.verdicts["tflite_core"].objective_value == pytest.approx(0.8)
+
+
+def test_metric_budgets_parse_absolute_and_relative_spellings():
+    assert parse_metric_budget("0.5") == (0.5, False)
+    assert parse_metric_budget("2%") == (0.02, True)
+    with pytest.raises(ValueError, match="percentage"):
+        parse_metric_budget("two points")

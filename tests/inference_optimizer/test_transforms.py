@@ -14,6 +14,7 @@ from components.common.graph_io import graph_def_callable, op_histogram, save_gr
 from components.inference_optimizer.optimizer import optimize_graph
 from components.inference_optimizer.saved_model_export import export_graph_as_saved_model
 from components.inference_optimizer.transforms import cpu_supports_native_bfloat16
+from tests.conftest import requires_avx512
 from tests.inference_optimizer import tiny_graphs
 
 ATOL = 1e-4
@@ -184,7 +185,11 @@ def test_fuse_ops_undoes_fusions_only_onednn_can_run():
     )
 
     fusions = portable.transform_log[0]["details"]["fusions"]
-    assert fusions == {"_FusedConv2D[BiasAdd,Relu]": 1}
+    # Grappler's other fusions depend on the CPU (an AVX2-only one also fuses the
+    # projection conv's BiasAdd); what matters is that no oneDNN-only fused Add is left.
+    assert fusions["_FusedConv2D[BiasAdd,Relu]"] == 1
+    fused_ops = {op for name in fusions for op in name.split("[")[1].rstrip("]").split(",")}
+    assert "Add" not in fused_ops, fusions
     assert portable.hardware_requirements == []
     np.testing.assert_allclose(
         run(portable.graph_def, signature, tiny_graphs.IMAGES), expected, atol=ATOL
@@ -231,6 +236,7 @@ def test_fused_digits_graph_runs_with_onednn_switched_off(
 # ---- bfloat16 -----------------------------------------------------------------------------
 
 
+@requires_avx512  # Grappler's oneDNN bfloat16 pass converts nothing on an AVX2-only CPU.
 def test_bfloat16_keeps_top1_agreement_on_digits(
     frozen_digits, digits_eval, frozen_digits_outputs, tmp_path
 ):

@@ -93,7 +93,7 @@ def test_benchmarker_report_exists_and_covers_every_upstream_variant(local_run):
     assert os.path.exists(os.path.join(report_uri, "report.html"))
     assert report_uri.startswith(run.run_root)
     names = {v["name"] for v in report["variants"]}
-    assert {"baseline_saved_model", "frozen_graph"} <= names
+    assert {"baseline", "frozen_graph"} <= names
     variant_inputs = set(
         package.pipeline_spec["root"]["dag"]["tasks"][benchmarker]["inputs"]["artifacts"]
     )

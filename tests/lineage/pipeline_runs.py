@@ -57,8 +57,12 @@ def run_pipeline_once(
     examples_uri: str,
     metadata_connection_config: Any = None,
     max_accuracy_drop: float = 0.01,
+    **settings: Any,
 ) -> None:
-    """One run into `output_dir` (MLMD in its metadata.sqlite unless a config is given)."""
+    """One run into `output_dir` (MLMD in its metadata.sqlite unless a config is given).
+
+    `settings` override fast_settings' PipelineSettings fields (modes, signature, ...).
+    """
     from pipelines.local_runner import (
         PIPELINE_ROOT_DIRNAME,
         run_pipeline,
@@ -75,6 +79,21 @@ def run_pipeline_once(
         metadata_connection_config=(
             metadata_connection_config or sqlite_connection_config(output_dir)
         ),
-        settings=fast_settings(max_accuracy_drop=max_accuracy_drop),
+        settings=fast_settings(max_accuracy_drop=max_accuracy_drop, **settings),
     )
     run_pipeline(pipeline, progress_stream=io.StringIO())
+
+
+def latest_report(output_dir: str) -> dict[str, Any]:
+    """The report.json of the newest run in `output_dir`, found through MLMD."""
+    from components.benchmarker.report import read_report
+    from pipelines.lineage import queries
+    from pipelines.lineage.store import SqliteLocation, open_store
+    from pipelines.local_runner import metadata_path
+
+    store = open_store(SqliteLocation(metadata_path(output_dir)))
+    run = queries.resolve_run(store, "latest", PIPELINE_NAME)
+    report_id = queries.resolve_artifact(
+        store, "report", run_ref=run.run_id, pipeline=PIPELINE_NAME
+    )
+    return read_report(queries.run_graph(store, run).graph.artifacts[report_id].uri)

@@ -119,12 +119,12 @@ def add_run(
         "components.BenchmarkReport",
         f"/root/{run_id}/Benchmarker/report",
         {
-            "winner": "baseline_saved_model",
+            "winner": "baseline",
             "blessed": 1,
             "baseline_p50_ms": baseline,
-            "baseline_saved_model.p50_ms": baseline,
-            "baseline_saved_model.speedup_p50": 1.0,
-            "baseline_saved_model.top1": 0.94,
+            "baseline.p50_ms": baseline,
+            "baseline.speedup_p50": 1.0,
+            "baseline.top1": 0.94,
             "frozen_graph.p50_ms": variant,
             "frozen_graph.speedup_p50": baseline / variant,
             "frozen_graph.top1": 0.94,
@@ -134,7 +134,7 @@ def add_run(
         store,
         "components.VariantBlessing",
         f"/root/{run_id}/Benchmarker/blessing",
-        {"blessed": 1, "winner": "baseline_saved_model"},
+        {"blessed": 1, "winner": "baseline"},
     )
     settings = {"split": "eval", "time_budget_s": 3.0, **(benchmark_settings or {})}
     ids = execute(

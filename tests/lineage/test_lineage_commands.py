@@ -20,7 +20,7 @@ def test_runs_lists_every_run_oldest_first_with_state_and_headline(lineage, synt
     lines = result.out.splitlines()
     rows = [line for line in lines if line[:1].isdigit()]
     assert [row.split()[:2] for row in rows] == [["1", RUN_1], ["2", RUN_2], ["3", RUN_3]]
-    assert "COMPLETE" in rows[0] and "baseline_saved_model" in rows[0] and "0.6" in rows[0]
+    assert "COMPLETE" in rows[0] and "baseline" in rows[0] and "0.6" in rows[0]
     assert "FAILED at Freezer" in rows[2]
     assert synthetic.path in lines[0]
 
@@ -34,7 +34,7 @@ def test_runs_json_carries_index_state_and_headline(lineage, synthetic):
     assert [r["state"] for r in runs] == ["COMPLETE", "COMPLETE", "FAILED"]
     assert runs[2]["failed_nodes"] == ["Freezer"]
     headline = runs[1]["headline"]
-    assert headline["winner"] == "baseline_saved_model" and headline["blessed"] is True
+    assert headline["winner"] == "baseline" and headline["blessed"] is True
     assert headline["winner_p50_ms"] == pytest.approx(0.62)
     assert headline["report_artifact_id"] == synthetic.runs[1].report_id
     assert runs[2]["headline"] is None

@@ -138,7 +138,7 @@ def test_diff_of_a_run_and_its_rerun_shows_exactly_the_changed_parameter(lineage
     assert document["nodes_only_in_a"] == document["nodes_only_in_b"] == []
     variants = {v["variant"]: v for v in document["variants"]}
     assert "frozen_graph" in variants
-    for name in ("baseline_saved_model", "frozen_graph"):
+    for name in ("baseline", "frozen_graph"):
         assert variants[name]["a"]["p50_ms"] > 0 and variants[name]["b"]["p50_ms"] > 0
 
     text = lineage("diff", "1", "2", "--metadata", two_runs.metadata)

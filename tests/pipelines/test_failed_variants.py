@@ -79,7 +79,7 @@ def test_unsupported_ops_give_failed_variants_and_the_pipeline_goes_on(
         assert rows[failed]["status"] == "failed", failed
         assert "AsString" in rows[failed]["failure_reason"], failed
         assert f"{failed} failed:" in out  # The table explains each failed row.
-    for ok in ("baseline_saved_model", "frozen_graph", "optimized_graph", "weights_int8_graph"):
+    for ok in ("baseline", "frozen_graph", "optimized_graph", "weights_int8_graph"):
         assert rows[ok]["status"] == "ok", ok
     variants = store.get_artifacts_by_type("components.XlaCompiledModel")
     assert {a.custom_properties["status"].string_value for a in variants} == {"failed"}

@@ -10,6 +10,7 @@ import pytest
 
 from components.common.errors import UserInputError
 from components.common.signature import GraphSignature, TensorDescription
+from tests.conftest import cpu_flags, requires_avx512
 
 NUM_CALIBRATION = 200
 
@@ -44,6 +45,7 @@ def test_onednn_int8_runs_convs_and_matmuls_as_quantized_ops(digits_int8):
     assert not ops & {"Conv2D", "MatMul", "MaxPool"}
 
 
+@requires_avx512
 def test_onednn_int8_keeps_digits_top1_within_2_points(digits_int8, frozen_digits, digits_eval):
     from components.common.graph_io import graph_def_callable
 
@@ -70,6 +72,7 @@ def test_onednn_int8_info_lists_quantized_and_float_ops(digits_int8):
     json.dumps(info)  # Everything is JSON-ready.
 
 
+@requires_avx512
 def test_onednn_int8_selects_int8_onednn_kernels_at_run_time(digits_int8):
     kernels = digits_int8.kernels
 
@@ -81,6 +84,7 @@ def test_onednn_int8_selects_int8_onednn_kernels_at_run_time(digits_int8):
         assert any("vnni" in isa or "amx" in isa for isa in kernels.isa), kernels.isa
 
 
+@requires_avx512
 def test_write_onednn_int8_writes_a_loadable_variant(digits_int8, frozen_digits, tmp_path):
     from components.common.graph_io import graph_def_callable, load_graph_def
     from components.quantizer.onednn_int8 import write_onednn_int8
@@ -113,6 +117,7 @@ def test_canonicalize_folds_digits_batch_norms_without_changing_outputs(frozen_d
     np.testing.assert_allclose(after, before, atol=1e-5)
 
 
+@requires_avx512
 def test_onednn_int8_fuses_residual_adds_with_and_without_relu():
     """MobileNetV2's linear-bottleneck add and ResNet's projection add both stay int8."""
     from components.common.graph_io import graph_def_callable
@@ -242,3 +247,21 @@ def test_onednn_int8_graph_keeps_no_fp32_weights_behind(digits_int8, frozen_digi
     assert len(unreachable_free.node) == len(digits_int8.graph_def.node)
     # int8 weights: the graph is well under the fp32 frozen graph's size.
     assert digits_int8.graph_def.ByteSize() < 0.6 * frozen_digits.graph_def.ByteSize()
+
+
+@pytest.mark.skipif("avx512f" in cpu_flags(), reason="this CPU runs oneDNN int8 graphs")
+def test_onednn_int8_mode_fails_with_the_cpu_reason_where_its_kernels_cannot_run(
+    frozen_digits, digits_train, tmp_path
+):
+    from components.quantizer.modes import QuantizeSettings, get_mode
+
+    with pytest.raises(RuntimeError, match="AVX-512") as raised:
+        get_mode("onednn_int8").run(
+            frozen_digits.graph_def,
+            frozen_digits.signature,
+            [digits_train.images],
+            str(tmp_path),
+            QuantizeSettings(num_calibration=32),
+        )
+    assert "does not run on this machine" in str(raised.value)
+    assert not os.path.exists(tmp_path / "graph.pb")  # Nothing half-written is left.

@@ -51,13 +51,15 @@ class Calibration:
 
 def collect_ranges(
     graph_def: tf.compat.v1.GraphDef,
-    input_tensor: str,
+    input_tensors: Sequence[str],
     tensors: Sequence[str],
-    samples: np.ndarray,
+    samples: Sequence[np.ndarray],
     output_tensors: Sequence[str] = (),
     batch_size: int = 16,
 ) -> Calibration:
     """Runs `graph_def` over `samples` in batches and records each tensor's min and max.
+
+    `samples` holds one array per input tensor, samples on the first axis.
 
     A graph with a fixed batch dimension is fed batches of exactly that size, so a
     short final batch is skipped; `Calibration.samples` counts the examples seen.
@@ -68,7 +70,7 @@ def collect_ranges(
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
-        feed = graph.get_tensor_by_name(input_tensor)
+        feeds = [graph.get_tensor_by_name(name) for name in input_tensors]
         watched = [graph.get_tensor_by_name(name) for name in unique]
         outputs = [graph.get_tensor_by_name(name) for name in output_tensors]
         with tf.name_scope("onednn_int8_calibration"):
@@ -76,29 +78,30 @@ def collect_ranges(
             for tensor in watched:
                 reductions += [tf.reduce_min(tensor), tf.reduce_max(tensor)]
 
-    fixed_batch = feed.shape[0] if feed.shape.rank else None
+    fixed_batch = feeds[0].shape[0] if feeds[0].shape.rank else None
     step = fixed_batch or batch_size
+    count = len(samples[0])
     mins = np.full(len(unique), np.inf)
     maxs = np.full(len(unique), -np.inf)
     seen = 0
     first_outputs: list[np.ndarray] = []
     with tf.compat.v1.Session(graph=graph, config=_plain_session_config()) as session:
-        for start in range(0, len(samples), step):
-            batch = samples[start : start + step]
-            if fixed_batch and len(batch) < fixed_batch:
+        for start in range(0, count, step):
+            batch = [s[start : start + step] for s in samples]
+            if fixed_batch and len(batch[0]) < fixed_batch:
                 break  # A fixed batch dimension cannot take a short final batch.
             fetches = reductions + (outputs if not first_outputs else [])
-            values = session.run(fetches, {feed: batch})
+            values = session.run(fetches, dict(zip(feeds, batch, strict=True)))
             extrema = np.array(values[: len(reductions)], dtype=np.float64)
             mins = np.minimum(mins, extrema[0::2])
             maxs = np.maximum(maxs, extrema[1::2])
             if not first_outputs:
                 first_outputs = list(values[len(reductions) :])
-            seen += len(batch)
+            seen += len(batch[0])
     if seen == 0:
         raise UserInputError(
             f"Calibration needs at least one full batch of {step} examples (the graph's "
-            f"input has a fixed batch size), but got {len(samples)}. Pass more examples."
+            f"input has a fixed batch size), but got {count}. Pass more examples."
         )
     ranges = {
         name: TensorRange(

@@ -37,10 +37,11 @@ from components.common.graph_io import graph_def_callable, load_graph_def
 from components.common.signature import GraphSignature
 directory = sys.argv[1]
 run = graph_def_callable(load_graph_def(directory), GraphSignature.load(directory))
-sample = np.load(directory + "/sample.npy")
-run(sample)
+with np.load(directory + "/sample.npz", allow_pickle=True) as data:
+    sample = [data[f"arr_{{i}}"] for i in range(len(data.files))]
+run(*sample)
 print("{_MARKER}", flush=True)
-run(sample)
+run(*sample)
 print("{_MARKER}", flush=True)
 """
 
@@ -98,10 +99,13 @@ def parse_onednn_verbose(lines: list[str]) -> dict[str, Any]:
 def inspect_kernels(
     graph_def: tf.compat.v1.GraphDef,
     signature: GraphSignature,
-    sample: np.ndarray,
+    sample: list[np.ndarray],
     timeout_s: float = 600.0,
 ) -> KernelReport:
-    """Runs the graph twice in a subprocess with ONEDNN_VERBOSE=1 and reports the second call."""
+    """Runs the graph twice in a subprocess with ONEDNN_VERBOSE=1 and reports the second call.
+
+    `sample` holds one array per signature input.
+    """
     expected = sum(
         1
         for n in graph_def.node
@@ -119,7 +123,7 @@ def inspect_kernels(
     with tempfile.TemporaryDirectory(prefix="onednn_int8_probe_") as directory:
         save_graph_def(graph_def, directory)
         signature.save(directory)
-        np.save(os.path.join(directory, "sample.npy"), sample)
+        np.savez(os.path.join(directory, "sample.npz"), *sample)
         try:
             completed = subprocess.run(
                 [sys.executable, "-c", _PROBE, directory],

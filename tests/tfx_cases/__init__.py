@@ -1,0 +1,1 @@
+"""Tests of the proof-case TFX pipelines (pipelines/examples)."""
