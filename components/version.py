@@ -1,3 +1,3 @@
 """The package version; it is part of every component's cache key (see pipelines/pipeline.py)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -254,7 +254,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for key, value in report.report_custom_properties(content).items():
             set_custom_property(report_artifact, key, value)
         set_custom_property(report_artifact, "selection_reason", chosen.reason)
-        _write_blessing(blessing_artifact, chosen, specs, exec_properties)
+        _write_blessing(blessing_artifact, chosen, specs, exec_properties, gate)
 
 
 def _core_offsets(results: list[Any], baseline_name: str) -> dict[str, float]:
@@ -289,7 +289,11 @@ def _selection_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_blessing(
-    artifact: Artifact, chosen: Any, specs: list[VariantSpec], exec_properties: dict[str, Any]
+    artifact: Artifact,
+    chosen: Any,
+    specs: list[VariantSpec],
+    exec_properties: dict[str, Any],
+    gate: Gate,
 ) -> None:
     import tensorflow as tf
 
@@ -301,6 +305,9 @@ def _write_blessing(
         "winner_format": winner.model_format if winner else None,
         "winner_artifact_id": winner.artifact_id if winner else None,
         "reason": chosen.reason,
+        # Which metric and faithfulness rule judged the variants, in their own terms.
+        "gate": gate.describe(),
+        "gated_by": gate.budget_text(),
         **_selection_settings(exec_properties),
     }
     tf.io.gfile.makedirs(artifact.uri)
@@ -314,3 +321,4 @@ def _write_blessing(
     artifact.set_string_custom_property("winner_uri", content["winner_uri"] or "")
     artifact.set_string_custom_property("winner_format", content["winner_format"] or "")
     artifact.set_string_custom_property("reason", chosen.reason)
+    artifact.set_string_custom_property("gated_by", content["gated_by"])

@@ -403,6 +403,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for verdict in selection.get("verdicts") or ():
         state = "eligible" if verdict["eligible"] else "excluded: " + "; ".join(verdict["reasons"])
         out.append(f"- `{verdict['name']}`: {_md_escape(state)}")
+    data_lines = _data_lines(report)
+    if data_lines:
+        out += ["", "## What was fed and scored", ""] + [f"- {_md_escape(d)}" for d in data_lines]
     warnings = report.get("warnings") or []
     if warnings:
         out += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in warnings]
@@ -445,6 +448,9 @@ def render_html(report: Mapping[str, Any]) -> str:
         )
     warnings = report.get("warnings") or []
     warning_items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings) or "<li>none</li>"
+    data_items = (
+        "".join(f"<li>{html.escape(d)}</li>" for d in _data_lines(report)) or "<li>n/a</li>"
+    )
     fingerprint_rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
         for k, v in _fingerprint_rows(report)
@@ -478,6 +484,10 @@ def render_html(report: Mapping[str, Any]) -> str:
 the latency batch size (ms); &gt;1 is faster; throughput is examples/s; metrics and agreement
 are fractions of the eval examples (MAE/RMSE in the label's units); max |diff| and relative
 error are against the baseline's outputs.</p>
+</section>
+<section id="data">
+<h2>What was fed and scored</h2>
+<ul>{data_items}</ul>
 </section>
 <section id="warnings">
 <h2>Warnings</h2>
@@ -612,6 +622,44 @@ def _fmt_metric(metric: str, value: float | None) -> str:
     if value is None:
         return ""
     return _fmt_fraction(value) if metric in FRACTION_METRICS else f"{value:.4g}"
+
+
+def _data_lines(report: Mapping[str, Any]) -> list[str]:
+    """What every input was fed, which records were used for what, and what was scored."""
+    data = report.get("data") or {}
+    lines = []
+    for entry in data.get("inputs") or ():
+        line = (
+            f"input {entry['input']} ({entry['dtype']} {entry['shape']}): {entry['kind']} "
+            f"from {entry['feature']}"
+        )
+        image = entry.get("image")
+        if image:
+            height, width = image["size"]
+            line += (
+                f", decoded and resized to {height}x{width} ({image['resize_method']}), "
+                f"scaling {image['scaling']}"
+            )
+        lines.append(line)
+    for role in ("calibration", "evaluation"):
+        if data.get(role):
+            lines.append(f"{role}: {data[role]}")
+    evaluation = report.get("evaluation") or {}
+    if evaluation:
+        gate = evaluation.get("gate") or {}
+        labels = evaluation.get("labels")
+        lines.append(
+            f"task: {evaluation.get('task')} on output {evaluation.get('primary_output')}, "
+            + (f"labels from {labels}" if labels else "no labels (faithfulness only)")
+            + (f"; gate: {_gate_text(gate)}" if gate else "")
+        )
+    return lines
+
+
+def _gate_text(gate: Mapping[str, Any]) -> str:
+    from components.benchmarker.selection import Gate
+
+    return Gate(**gate).budget_text()
 
 
 def _fingerprint_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:

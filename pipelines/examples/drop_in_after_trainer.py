@@ -21,6 +21,7 @@ the run can be inspected with `inference-optimizer lineage --metadata DIR/metada
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -44,7 +45,10 @@ def create_pipeline(
     from tfx.orchestration import pipeline as tfx_pipeline
 
     upstream = upstream_cases.upstream_components(case, data_dir)
-    ours = optimizer_components(upstream.model, upstream.examples, settings or PipelineSettings())
+    settings = settings or PipelineSettings()
+    if settings.label_feature is None:  # The Trainer's label, e.g. `target` for diabetes.
+        settings = dataclasses.replace(settings, label_feature=upstream.label_feature)
+    ours = optimizer_components(upstream.model, upstream.examples, settings)
     return tfx_pipeline.Pipeline(
         pipeline_name=f"drop-in-{case.replace('_', '-')}",
         pipeline_root=pipeline_root,

@@ -386,3 +386,35 @@ def test_report_custom_properties_name_the_winner_and_per_variant_numbers(report
         isinstance(v, (int, float, str)) and not (isinstance(v, float) and math.isnan(v))
         for v in properties.values()
     )
+
+
+def test_the_report_says_what_every_input_was_fed_and_what_gated_the_blessing(
+    variants, fingerprint
+):
+    selection = choose_best_variant(variants, BASELINE)
+    data = {
+        "inputs": [
+            {
+                "input": "image",
+                "dtype": "uint8",
+                "shape": [None, 32, 32, 1],
+                "feature": "image",
+                "kind": "image",
+                "image": {"resize_method": "bilinear", "size": [32, 32], "scaling": "none"},
+            }
+        ],
+        "calibration": "split 'train'",
+        "evaluation": "split 'eval'",
+    }
+    evaluation = {**EVALUATION, "gate": selection.settings["gate"]}
+
+    report = build_report(
+        variants, selection, fingerprint, {}, STARTED, data=data, evaluation=evaluation
+    )
+
+    markdown = render_markdown(report)
+    assert "## What was fed and scored" in markdown
+    assert "decoded and resized to 32x32 (bilinear), scaling none" in markdown
+    assert "calibration: split 'train'" in markdown
+    assert "gate: top1 drop at most 1.00 points" in markdown
+    assert "decoded and resized to 32x32" in render_html(report)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from components.common.errors import UserInputError
+from components.version import __version__
 from pipelines import cli
 from pipelines.kubeflow import client as kfp_client
 from tests.kubeflow.kfp_api_standin import KfpApiStandIn
@@ -91,7 +92,7 @@ def test_submitting_the_same_package_twice_reuses_its_uploaded_version(api, gpu_
     assert len(api.calls("POST", "/pipelines/upload_version")) == 1
     second, third = [r.json["pipeline_version_reference"] for r in api.calls("POST", "/runs")[1:]]
     assert second == third
-    assert api.versions[pipeline_id][1]["display_name"].startswith("0.1.0-")
+    assert api.versions[pipeline_id][1]["display_name"].startswith(f"{__version__}-")
 
 
 def test_schedule_creates_a_recurring_run_with_cron_concurrency_and_no_catchup(

