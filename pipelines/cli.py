@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_FAILED
-    _quiet_libraries(args.verbose)
+    quiet_libraries(args.verbose)
     try:
         return int(args.execute(args))
     except KeyboardInterrupt:
@@ -81,7 +81,7 @@ def report_failure(error: BaseException, verbose: bool) -> int:
     return EXIT_FAILED
 
 
-def _quiet_libraries(verbose: bool) -> None:
+def quiet_libraries(verbose: bool) -> None:
     """Without --verbose, keep the terminal to progress lines, the table and errors.
 
     TF's C++ start-up chatter (CUDA plugin registration on a GPU-less machine) and the

@@ -234,6 +234,20 @@ def metadata_store(args: argparse.Namespace, output_dir: str) -> tuple[Any, Any,
     return config, location, f"{location.describe()} (lineage flags: {lineage_flags})"
 
 
+def quiet_pipeline_logs() -> None:
+    """Keeps a local run's terminal to progress lines, the table and errors.
+
+    TFX and Beam log every step (and a few harmless warnings); the progress lines replace
+    that, and a failing component is reported once, by the CLI, instead of three
+    tracebacks. `--verbose` skips this.
+    """
+    logging.getLogger().setLevel(logging.CRITICAL)
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.FATAL)
+
+
 def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.PipelineSettings
     """The pipeline settings the `run` flags describe."""
     from pipelines.pipeline import PipelineSettings
@@ -294,14 +308,7 @@ def run_command(args: argparse.Namespace) -> int:
     from pipelines.pipeline import create_pipeline
 
     if not args.verbose:
-        # TFX and Beam log every step (and a few harmless warnings); the progress
-        # lines replace that. --verbose brings it all back.
-        # A failing component is reported once, by the CLI, instead of three tracebacks.
-        logging.getLogger().setLevel(logging.CRITICAL)
-        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.FATAL)
+        quiet_pipeline_logs()
     connection_config, store_location, store_description = metadata_store(args, output_dir)
     pipeline = create_pipeline(
         pipeline_name=pipeline_name,

@@ -94,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("case", choices=upstream_cases.CASES)
     parser.add_argument("--output", help=f"output directory (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--no-cache", action="store_true", help="rerun every component")
+    parser.add_argument("--verbose", action="store_true", help="show TFX, Beam and TF logs")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        from pipelines.cli import quiet_libraries
+        from pipelines.run_command import quiet_pipeline_logs
+
+        quiet_libraries(verbose=False)
+        quiet_pipeline_logs()
     output_dir = os.path.abspath(args.output or DEFAULT_OUTPUT.format(case=args.case))
     started = time.monotonic()
     print(f"Running the {args.case} pipeline (TFX import takes ~40 s) ...", file=sys.stderr)
