@@ -13,16 +13,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402 - after the environment tweak above.
 
 
-def cpu_flags() -> set[str]:
+def cpu_flags() -> frozenset[str]:
     """This machine's /proc/cpuinfo flags (the CPU changes from one machine to the next)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    from components.xla_compiler.target import host_cpu_flags
+
+    return host_cpu_flags()
 
 
 # On a CPU without AVX-512, TF 2.16's oneDNN int8 kernels (QuantizedMatMulWithBias*)

@@ -199,7 +199,7 @@ def ensure_case_data(case: str, data_dir: str) -> str:
     return data_dir
 
 
-def _latest_output_uri(store: Any, pipeline: str, node_id: str, artifact_type: str) -> str:
+def latest_output_uri(store: Any, pipeline: str, node_id: str, artifact_type: str) -> str:
     """The URI of `artifact_type` output by the node's newest completed or cached execution."""
     from ml_metadata.proto import metadata_store_pb2
 
@@ -259,8 +259,8 @@ def run_upstream(
     )
     with metadata.Metadata(connection_config) as store_handle:
         store = store_handle.store
-        model_uri = _latest_output_uri(store, name, TRAINER_ID, "Model")
-        examples_uri = _latest_output_uri(store, name, EXAMPLE_GEN_IDS[case], "Examples")
+        model_uri = latest_output_uri(store, name, TRAINER_ID, "Model")
+        examples_uri = latest_output_uri(store, name, EXAMPLE_GEN_IDS[case], "Examples")
     return model_uri, examples_uri
 
 

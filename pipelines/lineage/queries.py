@@ -37,7 +37,17 @@ MAX_STARTING_NODES = 100
 MAX_HOPS = 100
 # Metrics a BenchmarkReport records per variant as `<variant>.<metric>` custom properties,
 # in the order they are shown; others found on the artifact follow, sorted.
-REPORT_METRICS = ("p50_ms", "speedup_p50", "top1")
+REPORT_METRICS = (
+    "p50_ms",
+    "speedup_p50",
+    "top1",
+    "top5",
+    "accuracy",
+    "auc",
+    "mae",
+    "rmse",
+    "agreement",
+)
 # Facts recorded on each variant artifact that are worth comparing across runs.
 VARIANT_ARTIFACT_FACTS = ("status", "format", "size_bytes")
 LATEST = "latest"

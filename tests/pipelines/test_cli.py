@@ -49,3 +49,10 @@ def test_model_without_examples_is_a_clear_error(capsys, tmp_path):
 def test_no_command_prints_help_and_fails(capsys):
     assert cli.main([]) == cli.EXIT_FAILED
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_the_task_flag_offers_exactly_the_registered_tasks():
+    from components.benchmarker.tasks import TASK_AUTO, task_names
+    from pipelines.run_command import TASK_CHOICES
+
+    assert (TASK_AUTO, *task_names()) == TASK_CHOICES

@@ -96,9 +96,9 @@ def _run(case: str, output_dir: str) -> tuple[dict, str, str]:
     run = queries.resolve_run(store, "latest", name)
     report_id = queries.resolve_artifact(store, "report", run_ref=run.run_id, pipeline=name)
     report = read_report(queries.run_graph(store, run).graph.artifacts[report_id].uri)
-    model_uri = upstream._latest_output_uri(store.mlmd, name, upstream.TRAINER_ID, "Model")
+    model_uri = upstream.latest_output_uri(store.mlmd, name, upstream.TRAINER_ID, "Model")
     example_gen = upstream.EXAMPLE_GEN_IDS[case]
-    examples_uri = upstream._latest_output_uri(store.mlmd, name, example_gen, "Examples")
+    examples_uri = upstream.latest_output_uri(store.mlmd, name, example_gen, "Examples")
     return report, model_uri, examples_uri
 
 
