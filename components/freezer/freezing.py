@@ -51,7 +51,10 @@ class FrozenModel:
         from components.freezer.portable_ops import make_portable
 
         graph_def, counts = make_portable(self.graph_def, self.signature.output_op_names)
-        return dataclasses.replace(self, graph_def=graph_def, portable_rewrites=counts)
+        merged = dict(self.portable_rewrites)
+        for name, count in counts.items():
+            merged[name] = merged.get(name, 0) + count
+        return dataclasses.replace(self, graph_def=graph_def, portable_rewrites=merged)
 
     @property
     def original_signature(self) -> GraphSignature:
@@ -259,10 +262,14 @@ def _with_encodings(signature: GraphSignature, preprocessing: GraphSignature) ->
 
 
 def freeze_saved_model(path: str, signature_key: str = DEFAULT_SIGNATURE_KEY) -> FrozenModel:
-    """Freezes one signature of a SavedModel (or TFX `Model` artifact) at `path`."""
+    """Freezes one signature of a SavedModel (or TFX `Model` artifact) at `path`.
+
+    The same graph the Freezer writes: split when the signature takes strings, with the
+    portable rewrites applied.
+    """
     saved_model_dir = resolve_saved_model_dir(path)
     function = load_serving_function(saved_model_dir, signature_key)
-    return freeze_function(function, signature_key)
+    return freeze_function(function, signature_key).with_portable_ops()
 
 
 def _first_line(error: BaseException) -> str:

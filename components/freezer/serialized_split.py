@@ -114,12 +114,12 @@ def needs_split(graph_def: tf.compat.v1.GraphDef, signature: GraphSignature) -> 
     images) or the graph reads lookup tables. A model that only uses string ops inside,
     on dense inputs, is the model itself: the variants that cannot run them fail.
     """
+    import tensorflow as tf
+
     if any(t.dtype == "string" for t in signature.inputs):
         return True
-    return any(
-        op.type == "Placeholder" and op.outputs[0].dtype.name == "resource"
-        for op in _import(graph_def).get_operations()
-    )
+    resource = tf.resource.as_datatype_enum
+    return any(n.op == "Placeholder" and n.attr["dtype"].type == resource for n in graph_def.node)
 
 
 def tf_example_inputs(graph_def: tf.compat.v1.GraphDef, signature: GraphSignature) -> set[str]:
