@@ -29,7 +29,7 @@ format: env
 
 # Re-resolve the pinned set from setup.py's ranges (needs uv; about a minute).
 lock: env
-	$(VENV)/bin/uv pip compile setup.py --extra dev --python-version 3.10 \
+	$(VENV)/bin/uv pip compile setup.py --extra dev --extra openvino --extra onnx --python-version 3.10 \
 		--python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 clean:

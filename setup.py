@@ -48,6 +48,12 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
+        # Peer runtimes for the OpenVINO and ONNX Runtime variant kinds. They are in the
+        # lock (the one install path installs them); a user who installs without them
+        # gets those kinds skipped, with the extra to install named. Versions: the
+        # newest that resolve beside tfx 1.16's protobuf 3.20 (shared/KNOWLEDGE.md).
+        "openvino": ["openvino>=2026.4,<2026.5", "nncf>=3.4,<3.5"],
+        "onnx": ["onnxruntime>=1.23,<1.24", "tf2onnx>=1.17,<1.18", "onnx>=1.17,<1.18"],
         "dev": [
             "pytest>=8,<9",
             "ruff>=0.6",

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-_ARTIFACT_NAMES = {
-    "FrozenGraph",
-    "OptimizedGraph",
-    "QuantizedModel",
-    "XlaCompiledModel",
-    "BenchmarkReport",
-    "VariantBlessing",
-}
+
+# Read from components/artifacts.py's ALL_ARTIFACT_TYPES without importing TFX, so the
+# two cannot disagree (tests/test_artifact_names.py checks the parse).
+def _artifact_names() -> set[str]:
+    import ast
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "artifacts.py")
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "ALL_ARTIFACT_TYPES" for t in node.targets
+        ):
+            return {element.id for element in node.value.elts}
+    raise RuntimeError("components/artifacts.py defines no ALL_ARTIFACT_TYPES")
+
+
+_ARTIFACT_NAMES = _artifact_names()
 
 __all__ = sorted(_ARTIFACT_NAMES)
 

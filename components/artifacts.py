@@ -103,6 +103,20 @@ class XlaCompiledModel(Artifact):
     TYPE_NAME = "components.XlaCompiledModel"
 
 
+class ConvertedModel(Artifact):
+    """A frozen graph converted for another runtime (OpenVINO IR, ONNX), one mode each.
+
+    * File structure: the runtime's model files (`model.xml`/`model.bin` for OpenVINO,
+      `model.onnx` for ONNX Runtime), `signature.json`, and a `<runtime>.json` with the
+      conversion's facts (precision, calibration, quantized op counts).
+
+    * Custom properties: the variant properties, `mode`, `calibration_samples`, and the
+      mode's facts (e.g. `precision_hint`, `fake_quantize_ops`, `quantize_linear_ops`).
+    """
+
+    TYPE_NAME = "components.ConvertedModel"
+
+
 class BenchmarkReport(Artifact):
     """Latency, throughput, accuracy, size and faithfulness of every variant.
 
@@ -140,6 +154,7 @@ ALL_ARTIFACT_TYPES = (
     OptimizedGraph,
     QuantizedModel,
     XlaCompiledModel,
+    ConvertedModel,
     BenchmarkReport,
     VariantBlessing,
 )

@@ -7,17 +7,36 @@ Runners (pipelines/local_runner.py, pipelines/kubeflow/compiler.py) call it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
+from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP
+
 DEFAULT_PIPELINE_NAME = "inference-optimizer"
-ALL_QUANTIZE_MODES = ("float16", "dynamic_range", "int8", "weights_int8_graph", "onednn_int8")
+# Where the variant kinds' hardware rules are decided: on this machine when it also runs
+# the pipeline (a local run), or by each producer on its own node (Kubeflow, Vertex).
+HARDWARE_THIS_MACHINE = "this_machine"
+HARDWARE_EACH_NODE = "each_node"
+OBJECTIVES = ("p50", "throughput")
+
+
+def _benchmark_settings_type():  # -> type[components.benchmarker.harness.BenchmarkSettings]
+    from components.benchmarker.harness import BenchmarkSettings
+
+    return BenchmarkSettings
+
+
+def _default_benchmark_settings():
+    return _benchmark_settings_type()()
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineSettings:
     """User-facing knobs of one pipeline, with defaults a newcomer can run.
 
-    Flat and JSON-able, so a Kubeflow config file's `settings:` section sets them by name.
+    Typed and frozen; `from_json` builds it from a flat JSON-able mapping (a Kubeflow
+    config file's `settings:` section, or the `run` flags), refusing unknown keys and
+    out-of-range values before any component is built.
     """
 
     signature_key: str = "serving_default"
@@ -37,24 +56,88 @@ class PipelineSettings:
     label_map: dict[str, str] = dataclasses.field(default_factory=dict)
     task: str = "auto"
     primary_output: str | None = None
+    # The variant kinds to build (components/variant_kinds.py); None: the default set,
+    # less the kinds this hardware cannot run (listed as skipped, with the reason).
+    variants: tuple[str, ...] | None = None
+    hardware: str = HARDWARE_THIS_MACHINE
     # InferenceOptimizer: None runs the default transforms (all but bfloat16).
     transforms: tuple[str, ...] | None = None
-    # One Quantizer instance per mode, one XlaCompiler instance per mode.
-    quantize_modes: tuple[str, ...] = ALL_QUANTIZE_MODES
     num_calibration: int = 200
-    xla_modes: tuple[str, ...] = ("jit", "aot")
     xla_aot_batch_size: int = 1
     # "host" (this machine's AVX-512) or "generic" (any x86-64: compile and benchmark
     # may run on different node types, as on Kubeflow).
     xla_target_cpu: str = "host"
-    # Benchmarker: JSON-able dict of components.benchmarker.harness.BenchmarkSettings fields.
-    benchmark_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The Benchmarker's timing knobs (split, feeding and labels come from the fields above).
+    benchmark_settings: Any = dataclasses.field(default_factory=_default_benchmark_settings)
     objective: str = "p50"
     # The classification spelling of the budget (0.01 = 1 point of top-1 or accuracy).
-    max_accuracy_drop: float = 0.01
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
     # Any task: "" (the task's default), "0.5" in the metric's units, or "2%" of the baseline.
     max_metric_drop: str = ""
     max_p99_ms: float = 0.0  # 0 means no ceiling.
+
+    def __post_init__(self) -> None:
+        from components.common.errors import UserInputError
+
+        problems = []
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not 0 <= self.max_accuracy_drop <= 1:
+            problems.append(
+                f"max_accuracy_drop is a fraction (0.01 = 1 point), got {self.max_accuracy_drop}"
+            )
+        if self.max_p99_ms < 0:
+            problems.append(f"max_p99_ms cannot be negative, got {self.max_p99_ms}")
+        if self.num_calibration < 1:
+            problems.append(f"num_calibration must be at least 1, got {self.num_calibration}")
+        if self.xla_aot_batch_size < 1:
+            problems.append(f"xla_aot_batch_size must be at least 1, got {self.xla_aot_batch_size}")
+        if self.hardware not in (HARDWARE_THIS_MACHINE, HARDWARE_EACH_NODE):
+            problems.append(
+                f"hardware must be {HARDWARE_THIS_MACHINE!r} or {HARDWARE_EACH_NODE!r}, "
+                f"got {self.hardware!r}"
+            )
+        if not isinstance(self.benchmark_settings, _benchmark_settings_type()):
+            problems.append("benchmark_settings must be a BenchmarkSettings (use from_json)")
+        if problems:
+            raise UserInputError("Invalid pipeline settings: " + "; ".join(problems) + ".")
+        if self.max_metric_drop:
+            from components.benchmarker.selection import parse_metric_budget
+
+            parse_metric_budget(self.max_metric_drop)
+        if self.variants is not None:
+            try:
+                self.kind_selection()
+            except ValueError as error:
+                raise UserInputError(str(error)) from None
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> PipelineSettings:
+        """Settings from a flat mapping; unknown keys are refused with the valid ones listed."""
+        from components.common.errors import UserInputError
+
+        values = dict(values)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserInputError(f"Unknown pipeline settings {unknown}; valid: {sorted(known)}.")
+        for name in ("output_nodes", "input_nodes", "variants", "transforms", "image_size"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        benchmark = values.get("benchmark_settings")
+        if benchmark is None or isinstance(benchmark, Mapping):
+            values["benchmark_settings"] = _benchmark_settings_type().from_json(
+                dict(benchmark or {})
+            )
+        return cls(**values)
+
+    def kind_selection(self):  # -> components.variant_kinds.KindSelection
+        """The variant kinds this pipeline builds, and the ones skipped here with why."""
+        from components.common.cpu_facts import host_cpu
+        from components.variant_kinds import select_kinds
+
+        cpu = host_cpu() if self.hardware == HARDWARE_THIS_MACHINE else None
+        return select_kinds(self.variants, cpu)
 
     def feed_settings(self):  # -> components.common.feeds.FeedSettings
         from components.common.feeds import FeedSettings, ImageDecoding
@@ -75,6 +158,87 @@ class PipelineSettings:
             primary_output=self.primary_output,
         )
 
+    def benchmark(self):  # -> components.benchmarker.harness.BenchmarkSettings
+        """The Benchmarker's settings: the timing knobs plus this pipeline's data settings."""
+        return dataclasses.replace(
+            self.benchmark_settings,
+            split=self.eval_split,
+            calibration_split=self.calibration_split,
+            signature_key=self.signature_key,
+            output_nodes=tuple(self.output_nodes),
+            input_nodes=tuple(self.input_nodes),
+            feed=self.feed_settings(),
+            labels=self.label_settings(),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProducerInputs:
+    """What every producer instance may consume, for the builders below."""
+
+    frozen_graph: Any
+    examples: Any
+    settings: PipelineSettings
+    # TFLite models have static batch sizes (XNNPACK steps aside for dynamic ones): one
+    # model per benchmarked batch size, batch 1 first for the latency scenario.
+    batch_sizes: tuple[int, ...]
+
+
+def _inference_optimizer(kind: Any, given: _ProducerInputs) -> Any:
+    from components.inference_optimizer.component import InferenceOptimizer
+
+    return InferenceOptimizer(frozen_graph=given.frozen_graph, transforms=given.settings.transforms)
+
+
+def _quantizer(kind: Any, given: _ProducerInputs) -> Any:
+    from components.quantizer.component import Quantizer
+
+    return Quantizer(
+        frozen_graph=given.frozen_graph,
+        mode=kind.mode,
+        examples=given.examples if kind.needs_calibration else None,
+        num_calibration=given.settings.num_calibration,
+        batch_sizes=given.batch_sizes,
+        calibration_split=given.settings.calibration_split,
+        eval_split=given.settings.eval_split,
+        feed_settings=given.settings.feed_settings(),
+    )
+
+
+def _xla_compiler(kind: Any, given: _ProducerInputs) -> Any:
+    from components.xla_compiler.component import XlaCompiler
+
+    return XlaCompiler(
+        frozen_graph=given.frozen_graph,
+        mode=kind.mode,
+        batch_size=given.settings.xla_aot_batch_size,
+        target_cpu=given.settings.xla_target_cpu,
+    )
+
+
+def _runtime_converter(kind: Any, given: _ProducerInputs) -> Any:
+    from components.runtime_converter.component import RuntimeConverter
+
+    return RuntimeConverter(
+        frozen_graph=given.frozen_graph,
+        mode=kind.mode,
+        examples=given.examples if kind.needs_calibration else None,
+        num_calibration=given.settings.num_calibration,
+        calibration_split=given.settings.calibration_split,
+        eval_split=given.settings.eval_split,
+        feed_settings=given.settings.feed_settings(),
+    )
+
+
+# One builder per producer component (not per kind): a new mode of a producer is a new
+# kind with no change here.
+PRODUCER_BUILDERS = {
+    "InferenceOptimizer": _inference_optimizer,
+    "Quantizer": _quantizer,
+    "XlaCompiler": _xla_compiler,
+    "RuntimeConverter": _runtime_converter,
+}
+
 
 def optimizer_components(
     model: Any, examples: Any, settings: PipelineSettings | None = None
@@ -83,18 +247,14 @@ def optimizer_components(
 
     `model` is a TFX `Model` channel (a Trainer's `outputs["model"]`, or an importer's)
     and `examples` an `Examples` channel (an ExampleGen's raw examples, not Transform's:
-    a serialized-Example signature parses them itself). Returns Freezer ->
-    InferenceOptimizer, one Quantizer and one XlaCompiler per mode -> Benchmarker.
+    a serialized-Example signature parses them itself). Returns the Freezer, one
+    producer instance per selected variant kind, and the Benchmarker.
     """
     from components.benchmarker.component import Benchmarker
     from components.freezer.component import Freezer
-    from components.inference_optimizer.component import InferenceOptimizer
-    from components.quantizer.component import Quantizer
-    from components.quantizer.modes import get_mode
-    from components.xla_compiler.component import XlaCompiler
 
     settings = settings or PipelineSettings()
-    feed = settings.feed_settings()
+    selection = settings.kind_selection()
     freezer = Freezer(
         model=model,
         signature_key=settings.signature_key,
@@ -102,59 +262,35 @@ def optimizer_components(
         input_nodes=settings.input_nodes,
     )
     frozen_graph = freezer.outputs["frozen_graph"]
-    optimizer = InferenceOptimizer(frozen_graph=frozen_graph, transforms=settings.transforms)
-    variants = {
-        "frozen_graph": frozen_graph,
-        "optimized_graph": optimizer.outputs["optimized_graph"],
-    }
-    benchmark_settings = {
-        "split": settings.eval_split,
-        "calibration_split": settings.calibration_split,
-        "signature_key": settings.signature_key,
-        "output_nodes": list(settings.output_nodes),
-        "input_nodes": list(settings.input_nodes),
-        "feed": feed.to_json(),
-        "labels": settings.label_settings().to_json(),
-        **settings.benchmark_settings,
-    }
-    # TFLite models have static batch sizes (XNNPACK steps aside for dynamic ones): one
-    # model per benchmarked batch size, batch 1 first for the latency scenario.
-    batch_sizes = sorted({1, *benchmark_settings.get("throughput_batch_sizes", (1, 8, 32))})
-    transforms = [freezer, optimizer]
-    for mode in settings.quantize_modes:
-        calibrates = get_mode(mode).needs_calibration
-        quantizer = Quantizer(
-            frozen_graph=frozen_graph,
-            mode=mode,
-            examples=examples if calibrates else None,
-            num_calibration=settings.num_calibration,
-            batch_sizes=batch_sizes,
-            calibration_split=settings.calibration_split,
-            eval_split=settings.eval_split,
-            feed_settings=feed,
-        ).with_id(f"Quantizer_{mode}")
-        variants[f"quantized_{mode}"] = quantizer.outputs["quantized_model"]
-        transforms.append(quantizer)
-    for mode in settings.xla_modes:
-        compiler = XlaCompiler(
-            frozen_graph=frozen_graph,
-            mode=mode,
-            batch_size=settings.xla_aot_batch_size,
-            target_cpu=settings.xla_target_cpu,
-        ).with_id(f"XlaCompiler_{mode}")
-        variants[f"xla_{mode}"] = compiler.outputs["compiled_model"]
-        transforms.append(compiler)
+    benchmark = settings.benchmark()
+    given = _ProducerInputs(
+        frozen_graph=frozen_graph,
+        examples=examples,
+        settings=settings,
+        batch_sizes=tuple(sorted({1, *benchmark.throughput_batch_sizes})),
+    )
+    variants = {"frozen_graph": frozen_graph}
+    producers = [freezer]
+    for kind in selection.built:
+        if kind.always:
+            continue
+        producer = PRODUCER_BUILDERS[kind.producer](kind, given)
+        if kind.mode:
+            producer = producer.with_id(kind.component_id)
+        variants[kind.name] = producer.outputs[kind.output_key]
+        producers.append(producer)
     benchmarker = Benchmarker(
         model=model,
         examples=examples,
         variants=variants,
-        benchmark_settings=benchmark_settings,
+        benchmark_settings=benchmark.to_json(),
         objective=settings.objective,
         max_accuracy_drop=settings.max_accuracy_drop,
         max_metric_drop=settings.max_metric_drop,
         max_p99_ms=settings.max_p99_ms,
+        skipped_variants=selection.skipped,
     )
-    return [*transforms, benchmarker]
+    return [*producers, benchmarker]
 
 
 def create_pipeline(

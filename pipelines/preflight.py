@@ -97,9 +97,7 @@ def check_run_inputs(model_uri: str, examples_uri: str, settings: Any) -> Prefli
     outputs = _run_once(function, signature, keyword_names, inputs, source.path)
     _check_output_shapes(signature, outputs)
     plan = plan_evaluation(signature.outputs, settings.label_settings(), records)
-    from components.quantizer.modes import calibration_required
-
-    if calibration_required(list(settings.quantize_modes)):
+    if any(kind.needs_calibration for kind in settings.kind_selection().built):
         calibration = resolve_calibration(
             examples_uri, settings.eval_split, settings.calibration_split
         )

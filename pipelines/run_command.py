@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 # pipelines.pipeline imports TFX only inside create_pipeline, so this stays light.
-from pipelines.pipeline import DEFAULT_PIPELINE_NAME
+from pipelines.pipeline import DEFAULT_PIPELINE_NAME, OBJECTIVES, PipelineSettings
 
 TASK_CHOICES = ("auto", "multiclass", "binary", "regression")
 
@@ -111,9 +111,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--max-accuracy-drop",
         type=float,
-        default=0.01,
+        default=None,
         help="largest top-1 (or binary accuracy) loss a blessed variant may have, as a "
-        "fraction (0.01 = 1 point)",
+        f"fraction (default {PipelineSettings.max_accuracy_drop} = 1 point)",
     )
     run.add_argument(
         "--max-metric-drop",
@@ -121,8 +121,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="budget of the primary metric in its own units (0.5 MAE) or relative (1%%); "
         "default: --max-accuracy-drop for classifiers, 1%% for regression",
     )
-    run.add_argument("--objective", choices=("p50", "throughput"), default="p50")
-    run.add_argument("--max-p99-ms", type=float, default=0.0, help="p99 ceiling; 0 = none")
+    run.add_argument("--objective", choices=OBJECTIVES, default=None, help="default: p50 latency")
+    run.add_argument("--max-p99-ms", type=float, default=None, help="p99 ceiling (default: none)")
     run.add_argument(
         "--time-budget",
         type=float,
@@ -130,17 +130,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="seconds each timing scenario may take before unstable variants are given up",
     )
     run.add_argument(
-        "--quantize-modes",
-        type=_name_list,
+        "--variants",
+        type=_variant_list,
         default=None,
-        help="comma-separated Quantizer modes, '' for none "
-        "(default: float16,dynamic_range,int8,weights_int8_graph,onednn_int8)",
-    )
-    run.add_argument(
-        "--xla-modes",
-        type=_name_list,
-        default=None,
-        help="comma-separated XlaCompiler modes, '' for none (default: jit,aot)",
+        metavar="KIND,...",
+        help="variant kinds to build and benchmark, '' for the frozen graph only (default: "
+        "every kind this machine can run; the others are listed as skipped). Kinds: "
+        + _kinds_help(),
     )
     run.add_argument(
         "--transforms",
@@ -162,6 +158,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _name_list(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _variant_list(value: str) -> tuple[str, ...]:
+    from components.variant_kinds import selectable_kinds
+
+    names = _name_list(value)
+    known = [kind.name for kind in selectable_kinds()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant kinds {unknown}; choose from: {', '.join(known)}"
+        )
+    return names
+
+
+def _kinds_help() -> str:
+    """Every selectable kind with what it is, from the variant-kind registry."""
+    from components.variant_kinds import selectable_kinds
+
+    return "; ".join(f"{kind.name} ({kind.description})" for kind in selectable_kinds())
 
 
 def _pairs(value: str) -> dict[str, str]:
@@ -253,37 +269,33 @@ def quiet_pipeline_logs() -> None:
 
 
 def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.PipelineSettings
-    """The pipeline settings the `run` flags describe."""
+    """The pipeline settings the `run` flags describe (through the one settings parser)."""
     from pipelines.pipeline import PipelineSettings
 
-    benchmark_settings: dict[str, Any] = {}
-    if args.time_budget is not None:
-        benchmark_settings["time_budget_s"] = args.time_budget
-    optional: dict[str, Any] = {}
-    for field in ("quantize_modes", "xla_modes", "transforms"):
+    values: dict[str, Any] = {
+        "signature_key": args.signature,
+        "output_nodes": args.output_nodes,
+        "input_nodes": args.input_nodes,
+        "eval_split": args.split,
+        "calibration_split": args.calibration_split,
+        "feature_map": args.feature_map,
+        "image_resize_method": args.image_resize,
+        "image_size": args.image_size,
+        "image_scaling": args.image_scaling,
+        "label_feature": args.label_feature,
+        "label_map": args.label_map,
+        "task": args.task,
+        "primary_output": args.primary_output,
+        "benchmark_settings": (
+            {"time_budget_s": args.time_budget} if args.time_budget is not None else {}
+        ),
+        "max_metric_drop": args.max_metric_drop,
+    }
+    # Left unset unless given, so that PipelineSettings holds the one default.
+    for field in ("variants", "transforms", "objective", "max_accuracy_drop", "max_p99_ms"):
         if getattr(args, field) is not None:
-            optional[field] = getattr(args, field)
-    return PipelineSettings(
-        **optional,
-        signature_key=args.signature,
-        output_nodes=args.output_nodes,
-        input_nodes=args.input_nodes,
-        eval_split=args.split,
-        calibration_split=args.calibration_split,
-        feature_map=args.feature_map,
-        image_resize_method=args.image_resize,
-        image_size=args.image_size,
-        image_scaling=args.image_scaling,
-        label_feature=args.label_feature,
-        label_map=args.label_map,
-        task=args.task,
-        primary_output=args.primary_output,
-        benchmark_settings=benchmark_settings,
-        objective=args.objective,
-        max_accuracy_drop=args.max_accuracy_drop,
-        max_metric_drop=args.max_metric_drop,
-        max_p99_ms=args.max_p99_ms,
-    )
+            values[field] = getattr(args, field)
+    return PipelineSettings.from_json(values)
 
 
 def run_command(args: argparse.Namespace) -> int:

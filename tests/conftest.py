@@ -15,9 +15,9 @@ import pytest  # noqa: E402 - after the environment tweak above.
 
 def cpu_flags() -> frozenset[str]:
     """This machine's /proc/cpuinfo flags (the CPU changes from one machine to the next)."""
-    from components.xla_compiler.target import host_cpu_flags
+    from components.common.cpu_facts import host_cpu
 
-    return host_cpu_flags()
+    return host_cpu().flags
 
 
 # On a CPU without AVX-512, TF 2.16's oneDNN int8 kernels (QuantizedMatMulWithBias*)

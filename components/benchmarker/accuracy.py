@@ -83,9 +83,9 @@ class _PredictAndScore:
                 self._job = job
 
             def setup(self) -> None:
-                from components.benchmarker.backends import backend_for
                 from components.common.feeds import ModelFeeder
                 from components.common.preprocessing import Preprocessing
+                from components.runtimes import backend_for
 
                 job = self._job
                 threads = job.settings.thread_settings()

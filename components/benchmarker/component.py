@@ -9,32 +9,17 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.artifacts import (
-    BenchmarkReport,
-    FrozenGraph,
-    OptimizedGraph,
-    QuantizedModel,
-    VariantBlessing,
-    XlaCompiledModel,
-)
+from components import artifacts
+from components.artifacts import BenchmarkReport, VariantBlessing
 from components.benchmarker import executor
-from components.benchmarker.selection import parse_metric_budget
+from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP, parse_metric_budget
+from components.variant_kinds import all_kinds
 from components.version import __version__
 from system import HTML, Markdown
 
-# One optional input key per variant kind: on Kubeflow an output key carries one
-# artifact, so each producer instance feeds its own key here.
-VARIANT_INPUT_TYPES = {
-    "frozen_graph": FrozenGraph,
-    "optimized_graph": OptimizedGraph,
-    "quantized_float16": QuantizedModel,
-    "quantized_dynamic_range": QuantizedModel,
-    "quantized_int8": QuantizedModel,
-    "quantized_weights_int8_graph": QuantizedModel,
-    "quantized_onednn_int8": QuantizedModel,
-    "xla_jit": XlaCompiledModel,
-    "xla_aot": XlaCompiledModel,
-}
+# One optional input key per variant kind (components/variant_kinds.py): on Kubeflow an
+# output key carries one artifact, so each producer instance feeds its own key here.
+VARIANT_INPUT_TYPES = {kind.name: getattr(artifacts, kind.artifact_type) for kind in all_kinds()}
 OBJECTIVES = ("p50", "throughput")
 
 
@@ -48,6 +33,8 @@ class BenchmarkerSpec(ComponentSpec):
         # "" (the task's default), a number in the metric's units, or "N%" of the baseline.
         "max_metric_drop": ExecutionParameter(type=str),
         "max_p99_ms": ExecutionParameter(type=float),
+        # JSON {kind: reason} of the kinds the pipeline left out on this hardware.
+        "skipped_variants": ExecutionParameter(type=str),
         "package_version": ExecutionParameter(type=str),
     }
     INPUTS = {
@@ -88,9 +75,10 @@ class Benchmarker(base_beam_component.BaseBeamComponent):
         variants: dict[str, channel.BaseChannel],
         benchmark_settings: dict[str, Any] | None = None,
         objective: str = "p50",
-        max_accuracy_drop: float = 0.01,
+        max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
         max_p99_ms: float = 0.0,
         max_metric_drop: str = "",
+        skipped_variants: dict[str, str] | None = None,
     ) -> None:
         unknown = sorted(set(variants) - set(VARIANT_INPUT_TYPES))
         if unknown:
@@ -115,6 +103,7 @@ class Benchmarker(base_beam_component.BaseBeamComponent):
             max_accuracy_drop=float(max_accuracy_drop),
             max_metric_drop=max_metric_drop,
             max_p99_ms=float(max_p99_ms),
+            skipped_variants=json.dumps(skipped_variants or {}, sort_keys=True),
             package_version=__version__,
             report=channel.Channel(type=BenchmarkReport),
             blessing=channel.Channel(type=VariantBlessing),

@@ -11,7 +11,6 @@ from typing import Any
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types.artifact import Artifact
 
-from components.benchmarker.backends import FORMAT_NULL, FORMAT_PREPROCESSING, FORMAT_SAVED_MODEL
 from components.benchmarker.harness import (
     BenchmarkRequest,
     BenchmarkSettings,
@@ -24,9 +23,17 @@ from components.benchmarker.selection import (
     Gate,
     parse_metric_budget,
 )
-from components.common.artifact_utils import STATUS_OK, set_custom_property, single_artifact
+from components.common.artifact_utils import (
+    STATUS_OK,
+    STATUS_SKIPPED,
+    set_custom_property,
+    single_artifact,
+)
 from components.common.errors import UserInputError
 from components.common.executor_output import records_user_errors
+from components.runtimes.null import FORMAT_NULL
+from components.runtimes.preprocessing import FORMAT_PREPROCESSING
+from components.runtimes.saved_model import FORMAT_SAVED_MODEL
 
 BASELINE_NAME = "baseline"
 # The Freezer's variant: after a split, the fp32 model core that core speedups refer to.
@@ -92,6 +99,7 @@ def variant_specs(
     model: Artifact,
     input_dict: dict[str, list[Artifact]],
     baseline_format: str = FORMAT_SAVED_MODEL,
+    skipped: dict[str, str] | None = None,
 ) -> tuple[list[VariantSpec], str]:
     """The baseline, every variant artifact, the preprocessing (when the Freezer split the
     signature) and the null backend (harness overhead)."""
@@ -121,6 +129,9 @@ def variant_specs(
             )
             if status == STATUS_OK and not signature_uri:
                 signature_uri = artifact.uri
+    # Kinds the pipeline left out on this hardware: rows with the reason, nothing to load.
+    for name, reason in sorted((skipped or {}).items()):
+        specs.append(VariantSpec(name, "none", "", status=STATUS_SKIPPED, failure_reason=reason))
     frozen = frozen_graph_artifact(input_dict)
     if frozen is not None and has_preprocessing(frozen.uri):
         specs.append(
@@ -165,7 +176,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         settings = parse_settings(exec_properties["benchmark_settings"])
         # The baseline is the original model in its own form (SavedModel, Keras, TF1).
-        specs, baseline_name = variant_specs(model, input_dict, resolve_model(model.uri).form)
+        specs, baseline_name = variant_specs(
+            model,
+            input_dict,
+            resolve_model(model.uri).form,
+            skipped=json.loads(exec_properties.get("skipped_variants") or "{}"),
+        )
         frozen = frozen_graph_artifact(input_dict)
         started_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
 

@@ -28,20 +28,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from components.common.cpu_facts import CPU_FLAGS_OF_INTEREST, CpuFacts, read_cpu
 from components.common.errors import UserInputError
-
-# The /proc/cpuinfo flags that decide which fast kernels exist (Linux flag spelling).
-CPU_FLAGS_OF_INTEREST = (
-    "avx2",
-    "avx512f",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-)
 
 # Fields left out of `comparable_key`, and why: `os` is the full kernel/distribution
 # string, which changes with every kernel patch release without changing kernel speed.
@@ -151,21 +139,6 @@ def collect_fingerprint(
         os=platform.platform(),
         python_version=platform.python_version(),
     )
-
-
-def parse_cpuinfo(text: str) -> tuple[str | None, str | None, tuple[str, ...]]:
-    """(vendor, model name, flags of interest) from /proc/cpuinfo text (first CPU)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break  # The first processor's block is enough: all cores are alike.
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    present = set(fields.get("flags", "").split())
-    flags = tuple(sorted(flag for flag in CPU_FLAGS_OF_INTEREST if flag in present))
-    return fields.get("vendor_id"), fields.get("model name"), flags
 
 
 def parse_nvidia_smi(text: str) -> list[tuple[str, str]]:
@@ -325,12 +298,8 @@ def _requirement_warning(name: str, requirement: str, fp: HardwareFingerprint) -
 
 
 def _read_cpuinfo(path: str) -> tuple[str | None, str | None, tuple[str, ...]]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            vendor, model, flags = parse_cpuinfo(f.read())
-    except OSError:  # Not Linux (or a sandbox hiding /proc): fall back to platform's guess.
-        return None, platform.processor() or None, ()
-    return vendor, model or platform.processor() or None, flags
+    facts: CpuFacts = read_cpu(path)
+    return facts.vendor, facts.model_name, facts.flags_of_interest
 
 
 def _usable_cores() -> int | None:

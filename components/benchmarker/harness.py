@@ -15,21 +15,18 @@ the result is JSON (see `run_benchmark`). Per variant, load time and first-call 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from components.benchmarker.tasks import LabelSettings
 from components.common.artifact_utils import STATUS_FAILED, STATUS_OK, directory_size_bytes
-from components.common.errors import UserInputError, find_user_error
+from components.common.errors import UserInputError
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
 from components.common.signature import GraphSignature
@@ -48,13 +45,17 @@ class VariantSpec:
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class BenchmarkSettings:
-    """Every knob of a benchmark run; recorded verbatim in the report."""
+    """Every knob of a benchmark run; recorded verbatim in the report.
 
+    Frozen, and checked when built (so at pipeline-build time, not an hour into a run).
+    """
+
+    # The thread budget of every runtime (runtimes.ThreadSettings maps it to each one's
+    # knobs: TF's pools, TFLite's and ORT's num_threads, OpenVINO's INFERENCE_NUM_THREADS).
     intra_op_threads: int = 2
     inter_op_threads: int = 1
-    tflite_threads: int = 2
     warmup_calls: int = 20
     # Calls per timing window, at most; slow variants get fewer calls so that a window
     # lasts about `window_target_s` (never fewer than `min_window_size` calls).
@@ -83,15 +84,48 @@ class BenchmarkSettings:
     # "auto": the first visible GPU, else the CPU; or a device name such as "CPU:0".
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        positive = {
+            "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+            "latency_window_size": self.latency_window_size,
+            "throughput_window_size": self.throughput_window_size,
+            "min_window_size": self.min_window_size,
+            "min_windows": self.min_windows,
+            "accuracy_batch_size": self.accuracy_batch_size,
+        }
+        problems = [
+            f"{name} must be at least 1, got {value}"
+            for name, value in positive.items()
+            if value < 1
+        ]
+        if self.warmup_calls < 0:
+            problems.append(f"warmup_calls cannot be negative, got {self.warmup_calls}")
+        if self.max_windows < self.min_windows:
+            problems.append(
+                f"max_windows ({self.max_windows}) is below min_windows ({self.min_windows})"
+            )
+        for name in ("window_target_s", "cv_threshold", "time_budget_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if any(b < 1 for b in self.throughput_batch_sizes):
+            problems.append(
+                f"throughput_batch_sizes must be positive, got {list(self.throughput_batch_sizes)}"
+            )
+        if self.max_eval_examples is not None and self.max_eval_examples < 1:
+            problems.append(f"max_eval_examples must be at least 1, got {self.max_eval_examples}")
+        if problems:
+            raise UserInputError("Invalid benchmark settings: " + "; ".join(problems) + ".")
+
     def selection(self) -> Any:  # -> model_forms.ModelSelection
         from components.freezer.model_forms import ModelSelection
 
         return ModelSelection(self.signature_key, tuple(self.output_nodes), tuple(self.input_nodes))
 
-    def thread_settings(self) -> Any:  # -> backends.ThreadSettings (TF-free import path)
-        from components.benchmarker.backends import ThreadSettings
+    def thread_settings(self) -> Any:  # -> runtimes.ThreadSettings
+        from components.runtimes import ThreadSettings
 
-        return ThreadSettings(self.intra_op_threads, self.inter_op_threads, self.tflite_threads)
+        return ThreadSettings(self.intra_op_threads, self.inter_op_threads)
 
     def to_json(self) -> dict[str, Any]:
         value = dataclasses.asdict(self)
@@ -192,17 +226,13 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     """
     from components.benchmarker import stats
     from components.benchmarker.accuracy import AccuracyJob, run_accuracy_pipeline
-    from components.benchmarker.backends import (
-        FORMAT_NULL,
-        FORMAT_PREPROCESSING,
-        backend_for,
-        select_device,
-        visible_gpus,
-    )
     from components.benchmarker.tasks import plan_evaluation
     from components.common.examples_io import read_records, resolve_calibration, split_files
     from components.common.feeds import ExampleRecords, ModelFeeder, check_feature_map
     from components.common.preprocessing import Preprocessing
+    from components.runtimes import backend_for, select_device, visible_gpus
+    from components.runtimes.null import FORMAT_NULL
+    from components.runtimes.preprocessing import FORMAT_PREPROCESSING
 
     _configure_threads(request.settings)
     device = select_device(request.settings.device, visible_gpus())
@@ -363,7 +393,10 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     from components.benchmarker.fingerprint import collect_fingerprint
 
     machine = collect_fingerprint(
-        settings.intra_op_threads, settings.inter_op_threads, settings.tflite_threads
+        # TFLite's interpreters run on the intra-op budget (runtimes/tflite.py).
+        settings.intra_op_threads,
+        settings.inter_op_threads,
+        settings.intra_op_threads,
     )
     return {
         "fingerprint": machine.to_json(),
@@ -461,52 +494,25 @@ class HarnessCrashed(RuntimeError):
 def run_benchmark_in_subprocess(
     request: BenchmarkRequest, workdir: str, timeout_s: float | None = None
 ) -> dict[str, Any]:
-    """Runs `run_benchmark` in a fresh Python process and returns its JSON result."""
-    os.makedirs(workdir, exist_ok=True)
-    request_path = os.path.join(workdir, "benchmark_request.json")
-    result_path = os.path.join(workdir, "benchmark_result.json")
-    with open(request_path, "w", encoding="utf-8") as f:
-        json.dump(request.to_json(), f, indent=2)
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    process = subprocess.run(
-        [sys.executable, "-m", "components.benchmarker.harness", request_path, result_path],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
+    """Runs `run_benchmark` in a fresh Python process and returns its JSON result.
+
+    A fresh process, because TF's thread pools are fixed by the first op that runs.
+    """
+    from components.common.isolation import run_isolated
+
+    outcome = run_isolated(
+        "components.benchmarker.harness:run_benchmark_json",
+        {"request": request.to_json()},
+        workdir,
+        timeout_s=timeout_s,
+        name="benchmark",
     )
-    if process.returncode != 0 or not os.path.exists(result_path):
-        tail = "\n".join(process.stderr.strip().splitlines()[-25:])
-        raise HarnessCrashed(f"benchmark process exited with code {process.returncode}:\n{tail}")
-    with open(result_path, encoding="utf-8") as f:
-        result = json.load(f)
-    if "user_input_error" in result:
-        raise UserInputError(result["user_input_error"])
-    return result
+    outcome.raise_user_error()  # Bad input, e.g. examples that do not fit the model.
+    if not outcome.ok:
+        raise HarnessCrashed(outcome.failure("the benchmark process"))
+    return outcome.result
 
 
-def main(argv: Sequence[str]) -> int:
-    request_path, result_path = argv
-    with open(request_path, encoding="utf-8") as f:
-        request = BenchmarkRequest.from_json(json.load(f))
-    try:
-        result = run_benchmark(request)
-    except Exception as error:
-        # Bad input (e.g. examples that do not fit the model) goes back to the parent
-        # as a message, to be raised there as the same error type; Beam may have
-        # wrapped it on the way out of the accuracy pass.
-        user_error = find_user_error(error)
-        if user_error is None:
-            raise
-        result = {"user_input_error": str(user_error)}
-    # Write then rename, so the parent never reads a half-written result.
-    with open(result_path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f)
-    os.replace(result_path + ".tmp", result_path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def run_benchmark_json(request: dict[str, Any]) -> dict[str, Any]:
+    """`run_benchmark` on a request's JSON form: what the isolated child calls."""
+    return run_benchmark(BenchmarkRequest.from_json(request))

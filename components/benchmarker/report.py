@@ -327,7 +327,9 @@ def render_text_table(report: Mapping[str, Any]) -> str:
     out.append("")
     for row in report["variants"]:
         if row["status"] != "ok":
-            out.append(f"{row['name']} failed: {row.get('failure_reason') or 'no reason given'}")
+            out.append(
+                f"{row['name']} {row['status']}: {row.get('failure_reason') or 'no reason given'}"
+            )
     out += _explanations(report)
     out.append(_verdict_line(report))
     for warning in report.get("warnings") or ():

@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from components.benchmarker.stats import LatencySummary, MeasurementResult
-from components.common.artifact_utils import STATUS_FAILED, STATUS_OK
+from components.common.artifact_utils import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED
 
 Objective = Literal["p50", "throughput"]
 
@@ -534,7 +534,7 @@ def _check_arguments(
     if not 0 <= gate.min_agreement <= 1:
         raise ValueError(f"min_agreement is a fraction, got {gate.min_agreement}.")
     for result in results:
-        if result.status not in (STATUS_OK, STATUS_FAILED):
+        if result.status not in (STATUS_OK, STATUS_FAILED, STATUS_SKIPPED):
             raise ValueError(f"Variant {result.name!r} has unknown status {result.status!r}.")
 
 
@@ -573,7 +573,8 @@ def _judge(
         metric_drop = gate.drop(reference, value)
 
     if not result.ok:
-        exclude(EXCLUDED_FAILED, f"failed: {result.failure_reason or 'no reason given'}")
+        # A skipped kind (hardware or runtime missing) is excluded like a failed one.
+        exclude(EXCLUDED_FAILED, f"{result.status}: {result.failure_reason or 'no reason given'}")
         return VariantVerdict(result.name, False, tuple(exclusions), tuple(reasons), None, None)
 
     if not is_baseline and baseline.ok:

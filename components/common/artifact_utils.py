@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+# A variant kind that does not apply here (its hardware or optional runtime is missing).
+STATUS_SKIPPED = "skipped"
 
 
 def directory_size_bytes(uri: str) -> int:
@@ -85,20 +87,41 @@ def record_failed_variant(
     Whatever the transform half-wrote is removed first, so the artifact holds only
     `FAILED.txt`; the Benchmarker shows the row as failed with this reason.
     """
+    reason = f"{type(error).__name__}: {error}".strip()[:3000]
+    _publish_without_model(artifact, variant_name, mode, STATUS_FAILED, reason, FAILURE_FILENAME)
+
+
+SKIPPED_FILENAME = "SKIPPED.txt"
+
+
+def record_skipped_variant(
+    artifact: Artifact, *, variant_name: str, mode: str, reason: str
+) -> None:
+    """Publishes a variant kind that does not apply here: `status=skipped` and why.
+
+    Like a failed variant it holds one text file; the Benchmarker's table lists it with
+    the reason (e.g. the CPU lacks bf16, or the optional runtime is not installed).
+    """
+    _publish_without_model(artifact, variant_name, mode, STATUS_SKIPPED, reason, SKIPPED_FILENAME)
+
+
+def _publish_without_model(
+    artifact: Artifact, variant_name: str, mode: str, status: str, reason: str, filename: str
+) -> None:
+    """An artifact holding only `filename` with the reason, and the variant properties."""
     import tensorflow as tf
 
-    reason = f"{type(error).__name__}: {error}".strip()[:3000]
     if tf.io.gfile.exists(artifact.uri):
         tf.io.gfile.rmtree(artifact.uri)
     tf.io.gfile.makedirs(artifact.uri)
-    with tf.io.gfile.GFile(os.path.join(artifact.uri, FAILURE_FILENAME), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(artifact.uri, filename), "w") as f:
         f.write(reason + "\n")
     set_variant_properties(
         artifact,
         variant_name=variant_name,
         model_format="none",
         size_bytes=0,
-        status=STATUS_FAILED,
+        status=status,
         failure_reason=reason,
         extra={"mode": mode},
     )

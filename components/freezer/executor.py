@@ -16,9 +16,9 @@ from components.common.artifact_utils import (
 from components.common.executor_output import executor_output, records_user_errors
 from components.common.graph_io import op_histogram
 from components.freezer.model_forms import ModelSelection, freeze_model, resolve_model
+from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
 VARIANT_NAME = "frozen_graph"
-FORMAT_GRAPHDEF = "graphdef"
 
 
 def selection_from(exec_properties: dict[str, Any]) -> ModelSelection:

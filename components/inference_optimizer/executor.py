@@ -18,9 +18,9 @@ from components.common.executor_output import records_user_errors
 from components.common.graph_io import GRAPH_FILENAME, load_graph_def
 from components.common.signature import GraphSignature
 from components.inference_optimizer.optimizer import optimize_graph, write_optimized_graph
+from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
 VARIANT_NAME = "optimized_graph"
-FORMAT_GRAPHDEF = "graphdef"
 
 
 class Executor(base_executor.BaseExecutor):

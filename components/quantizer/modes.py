@@ -21,12 +21,11 @@ import numpy as np
 
 from components.common.errors import UserInputError
 from components.common.signature import GraphSignature
+from components.runtimes.graphdef import FORMAT_GRAPHDEF
+from components.runtimes.tflite import FORMAT_TFLITE
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
-FORMAT_TFLITE = "tflite"
-FORMAT_GRAPHDEF = "graphdef"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +59,13 @@ class QuantizeMode(abc.ABC):
     """One quantization mode."""
 
     name: str = ""
-    variant_name: str = ""
+    variant_name: str = ""  # Also the variant kind's name (components/variant_kinds.py).
+    model_format: str = ""
     needs_calibration: bool = False
+    description: str = ""
+    #: The mode applies only where the CPU has at least one of these cpuinfo flags.
+    cpu_any_of: tuple[str, ...] = ()
+    hardware_note: str = ""
 
     @abc.abstractmethod
     def run(
@@ -90,6 +94,27 @@ def mode_names() -> list[str]:
     return list(_MODES)
 
 
+def variant_kinds() -> list:  # -> list[components.variant_kinds.VariantKind]
+    """One variant kind per mode, in registry order."""
+    from components.variant_kinds import VariantKind
+
+    return [
+        VariantKind(
+            name=mode.variant_name,
+            producer="Quantizer",
+            mode=mode.name,
+            artifact_type="QuantizedModel",
+            model_format=mode.model_format,
+            output_key="quantized_model",
+            needs_calibration=mode.needs_calibration,
+            description=mode.description,
+            cpu_any_of=mode.cpu_any_of,
+            hardware_note=mode.hardware_note,
+        )
+        for mode in _MODES.values()
+    ]
+
+
 def get_mode(name: str) -> QuantizeMode:
     try:
         return _MODES[name]
@@ -104,6 +129,7 @@ class _TFLiteMode(QuantizeMode):
 
     tflite_mode: str = ""
     requirements: tuple[str, ...] = ()
+    model_format = FORMAT_TFLITE
 
     def run(
         self,
@@ -153,6 +179,7 @@ class Float16(_TFLiteMode):
 
     name = "float16"
     variant_name = "tflite_float16"
+    description = "TFLite, float16 weights (XNNPACK)"
     tflite_mode = "float16"
 
 
@@ -162,6 +189,7 @@ class DynamicRange(_TFLiteMode):
 
     name = "dynamic_range"
     variant_name = "tflite_dynamic_range"
+    description = "TFLite, int8 weights, float activations"
     tflite_mode = "dynamic_range"
     requirements = ("int8",)
 
@@ -172,6 +200,7 @@ class FullInt8(_TFLiteMode):
 
     name = "int8"
     variant_name = "tflite_int8"
+    description = "TFLite full int8, calibrated (XNNPACK)"
     tflite_mode = "int8"
     needs_calibration = True
     requirements = ("int8",)
@@ -183,6 +212,8 @@ class WeightsInt8Graph(QuantizeMode):
 
     name = "weights_int8_graph"
     variant_name = "weights_int8_graph"
+    model_format = FORMAT_GRAPHDEF
+    description = "TF graph with int8 weights, fp32 compute (small on disk)"
 
     def run(
         self,
@@ -215,7 +246,13 @@ class OneDnnInt8(QuantizeMode):
 
     name = "onednn_int8"
     variant_name = "onednn_int8"
+    model_format = FORMAT_GRAPHDEF
     needs_calibration = True
+    description = "TF graph on oneDNN int8 kernels, calibrated"
+    # Measured: on an AVX2-only CPU, TF 2.16's oneDNN int8 matmul returns no output at
+    # all ("Missing 0-th output"), so the kind would only ever fail there.
+    cpu_any_of = ("avx512f",)
+    hardware_note = "TF 2.16's oneDNN int8 kernels; VNNI or AMX make them fast"
 
     def run(
         self,
@@ -254,20 +291,30 @@ class OneDnnInt8(QuantizeMode):
                 "quantized_op_counts": result.quantized_op_counts,
                 "float_op_counts": result.float_op_counts,
                 "onednn_kernels": kernels,
+                **int8_isa_summary(result.kernels.isa if result.kernels else ()),
                 "graph_file": GRAPH_FILENAME,
             },
         )
 
 
-def _cpu_summary() -> str:
-    from components.benchmarker.fingerprint import parse_cpuinfo
+def int8_isa_summary(isa: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Which int8 kernels oneDNN ran (from its verbose ISA names), for the artifact.
 
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            _, model, flags = parse_cpuinfo(f.read())
-    except OSError:
-        return "CPU unknown"
-    return f"{model or 'CPU'}, flags of interest: {' '.join(flags) or 'none'}"
+    `avx512_core_amx` means AMX tiles, `*_vnni` VNNI dot products; anything else (plain
+    `avx512_core`, `avx2`) is the slow int8 path that widens to 16/32 bits first.
+    """
+    names = list(isa)
+    return {
+        "int8_kernel_isa": names,
+        "amx_kernels_ran": any("amx" in name for name in names),
+        "vnni_kernels_ran": any("vnni" in name for name in names),
+    }
+
+
+def _cpu_summary() -> str:
+    from components.common.cpu_facts import host_cpu
+
+    return host_cpu().summary()
 
 
 def _file_size(path: str) -> int:

@@ -117,7 +117,7 @@ def quantize_onednn_int8(
     """
     import tensorflow as tf
 
-    from components.quantizer.calibration_inputs import check_calibration_inputs
+    from components.common.calibration import check_calibration_inputs
     from components.quantizer.onednn.calibration import collect_ranges
     from components.quantizer.onednn.canonicalize import canonicalize
     from components.quantizer.onednn.kernel_check import inspect_kernels

@@ -14,9 +14,9 @@ Output layout::
       batch_<n>/model.tflite   # one per `extra_batch_sizes` entry, with its signature.json
 
 Why a subprocess: the TFLite converter can abort the whole process (`LLVM ERROR: Failed
-to infer result type(s)`), so every conversion runs in `python -m
-components.quantizer.tflite_quantization <request.json>`. The graph, signature and
-calibration inputs travel through files; a crash, an exit code or a converter error
+to infer result type(s)`), so every conversion runs `convert_all` in a process of its
+own (components/common/isolation.py). The graph, signature and calibration inputs
+travel through files; a crash, an exit code or a converter error
 becomes `QuantizationFailed` with the reason, and a `quantization.json` with
 `status: failed` is still written so a failed variant can be published and shown.
 
@@ -36,8 +36,6 @@ import json
 import logging
 import os
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,8 +47,8 @@ import numpy as np
 from components.common.errors import UserInputError
 from components.common.graph_io import load_graph_def, save_graph_def
 from components.common.signature import GraphSignature, TensorDescription
-from components.quantizer.tflite_runtime import BATCH_DIR_PREFIX, TFLITE_FILENAME
 from components.quantizer.weights_int8_graph import float_constant_bytes
+from components.runtimes.tflite import BATCH_DIR_PREFIX, TFLITE_FILENAME
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -161,7 +159,6 @@ def quantize_to_tflite(
             "measure_float32_size": mode != "float32",
             "graph_dir": work_dir,
             "calibration_path": None,
-            "result_path": os.path.join(work_dir, "result.json"),
             "models_dir": os.path.join(work_dir, "models"),
         }
         save_graph_def(graph_def, work_dir)
@@ -169,11 +166,8 @@ def quantize_to_tflite(
         if arrays is not None:
             request["calibration_path"] = os.path.join(work_dir, "calibration.npz")
             np.savez(request["calibration_path"], *arrays)
-        request_path = os.path.join(work_dir, "request.json")
-        with open(request_path, "w", encoding="utf-8") as f:
-            json.dump(request, f)
         try:
-            child = _run_child(request_path, mode, timeout_seconds)
+            child = _run_child(request, work_dir, mode, timeout_seconds)
         except QuantizationFailed as failure:
             failure.report_path = _write_failure(output_dir, mode, failure)
             raise
@@ -251,58 +245,37 @@ def _calibration_arrays(
     num_calibration: int,
 ) -> list[np.ndarray] | None:
     """Checks calibration inputs against the signature; None when the mode needs none."""
-    from components.quantizer.calibration_inputs import check_calibration_inputs
+    from components.common.calibration import check_calibration_inputs
 
     if mode != "int8":
         return None
     return check_calibration_inputs(signature, calibration_inputs, num_calibration, mode)
 
 
-def _run_child(request_path: str, mode: str, timeout_seconds: float) -> dict[str, Any]:
-    """Runs the conversion subprocess and returns its result, or raises QuantizationFailed."""
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # Keep warnings and errors in the tail.
-    command = [sys.executable, "-m", _CHILD_MODULE, request_path]
-    try:
-        # cwd: `-m` searches the working directory first; ours must be the package found.
-        process = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout_seconds,
-            env=env,
-            cwd=package_root,
-        )
-    except subprocess.TimeoutExpired as error:
-        tail = _tail(error.stderr.decode() if isinstance(error.stderr, bytes) else error.stderr)
-        raise QuantizationFailed(
-            mode, f"the conversion did not finish within {timeout_seconds:.0f} s.", None, tail
-        ) from None
-    tail = _tail(process.stderr) or "(no stderr output beyond TensorFlow's start-up lines)"
-    with open(request_path, encoding="utf-8") as f:
-        result_path = json.load(f)["result_path"]
-    result: dict[str, Any] = {}
-    if os.path.exists(result_path):
-        with open(result_path, encoding="utf-8") as f:
-            result = json.load(f)
-    if process.returncode == 0 and "models" in result:
-        return result
-    if "error" in result:
-        error = result["error"]
-        reason = f"{error['type']}: {summarize_converter_error(error['message'])}"
-    elif process.returncode < 0:
-        reason = (
-            f"the converter process was killed by {_signal_name(-process.returncode)} "
-            f"(it crashed, e.g. an LLVM/MLIR abort). Last stderr lines:\n{tail}"
-        )
+def _run_child(
+    request: dict[str, Any], work_dir: str, mode: str, timeout_seconds: float
+) -> dict[str, Any]:
+    """Runs the conversion in a process of its own; its result, or raises QuantizationFailed."""
+    from components.common.isolation import run_isolated
+
+    outcome = run_isolated(
+        f"{_CHILD_MODULE}:convert_all",
+        {"request": request},
+        work_dir,
+        timeout_s=timeout_seconds,
+        env={"TF_CPP_MIN_LOG_LEVEL": "1"},  # Keep warnings and errors in the tail.
+        name="tflite",
+    )
+    tail = _tail(outcome.stderr) or "(no stderr output beyond TensorFlow's start-up lines)"
+    if outcome.ok:
+        return outcome.result
+    if outcome.timed_out:
+        reason = f"the conversion did not finish within {timeout_seconds:.0f} s."
+    elif outcome.error_type:
+        reason = f"{outcome.error_type}: {summarize_converter_error(outcome.error_message)}"
     else:
-        reason = (
-            f"the converter process exited with code {process.returncode}. "
-            f"Last stderr lines:\n{tail}"
-        )
-    raise QuantizationFailed(mode, reason[:_MAX_REASON_CHARS], process.returncode, tail)
+        reason = outcome.failure("the converter process")
+    raise QuantizationFailed(mode, reason[:_MAX_REASON_CHARS], outcome.returncode, tail)
 
 
 def _build_report(
@@ -491,16 +464,6 @@ def _tail(text: str | None) -> str:
     return "\n".join(lines[-_STDERR_TAIL_LINES:])
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-# ----------------------------------------------------------------------------- child side
-
-
 def convert_graph(
     graph_def: tf.compat.v1.GraphDef,
     signature: GraphSignature,
@@ -593,7 +556,7 @@ def _check_against_graph(
 ) -> float:
     """Largest |TFLite - frozen graph| over the outputs on one batch (a wiring check)."""
     from components.common.graph_io import graph_def_callable
-    from components.quantizer.tflite_runtime import TFLiteModel
+    from components.runtimes.tflite import TFLiteModel
 
     if calibration is not None:
         batch = [np.resize(a, (batch_size, *a.shape[1:])) for a in calibration]
@@ -618,24 +581,8 @@ def _check_against_graph(
     )
 
 
-def _child_main(request_path: str) -> int:
-    """The subprocess: converts every batch size, analyzes each model, writes result.json."""
-    with open(request_path, encoding="utf-8") as f:
-        request = json.load(f)
-    try:
-        result = _convert_all(request)
-    except Exception as error:  # Every failure is reported to the parent, whatever its type.
-        message = str(error).strip() or repr(error)
-        with open(request["result_path"], "w", encoding="utf-8") as f:
-            json.dump({"error": {"type": type(error).__name__, "message": message}}, f)
-        print(f"{type(error).__name__}: {message}", file=sys.stderr)
-        return 2
-    with open(request["result_path"], "w", encoding="utf-8") as f:
-        json.dump(result, f)
-    return 0
-
-
-def _convert_all(request: dict[str, Any]) -> dict[str, Any]:
+def convert_all(request: dict[str, Any]) -> dict[str, Any]:
+    """In the isolated child: converts every batch size and analyzes each model."""
     import tensorflow as tf
 
     from components.quantizer.tflite_analysis import analyze_tflite_model
@@ -686,7 +633,3 @@ def _convert_all(request: dict[str, Any]) -> dict[str, Any]:
         "conversion_seconds": round(conversion_seconds, 3),
         "tensorflow_version": tf.__version__,
     }
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1]))

@@ -1,8 +1,9 @@
-"""XLA ahead-of-time compilation of a frozen graph into a shared library, and running it.
+"""XLA ahead-of-time compilation of a frozen graph into a shared library.
 
 `compile_aot` turns a frozen GraphDef into machine code for one fixed batch size with
 tfcompile, then links it with a small C entry point and the XLA runtime from the TF
-wheel into `libmodel.so`. `AotModel` loads that library with ctypes::
+wheel into `libmodel.so`. `AotModel` (components/runtimes/xla_aot.py) loads that
+library with ctypes::
 
     >>> result = compile_aot(frozen.graph_def, frozen.signature, "/out/aot_b1", batch_size=1)
     >>> model = AotModel("/out/aot_b1")
@@ -27,87 +28,42 @@ With `multithreaded=True` the kernels split work over an Eigen thread pool of
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from components.common.errors import UserInputError
 from components.common.signature import GraphSignature, TensorDescription
+from components.runtimes.xla_aot import (
+    AOT_METADATA_FILENAME,
+    AotResult,
+)
 from components.xla_compiler import aot_build
 from components.xla_compiler.graph_checks import (
     fixed_shape,
     unsupported_ops,
     unsupported_ops_error,
 )
-from components.xla_compiler.target import missing_cpu_flags, resolve_cpu_target
+from components.xla_compiler.target import resolve_cpu_target
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-AOT_METADATA_FILENAME = "aot.json"
 HLO_FILENAME = "hlo.txt"
-AOT_FORMAT_VERSION = 1
 CPP_CLASS = "XlaAotModel"
-WORKER_SCRIPT = os.path.join(os.path.dirname(__file__), "tfcompile_worker.py")
 DEFAULT_TIMEOUT_S = 900.0
+# What the isolated child runs (a module that imports no TensorFlow: it starts fast).
+TFCOMPILE_FUNCTION = "components.xla_compiler.tfcompile_worker:compile_graph"
 
 
 class AotCompileError(RuntimeError):
     """tfcompile failed or crashed on a graph (the message carries its own words)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class AotResult:
-    """What `compile_aot` produced and what it took; saved as `aot.json`."""
-
-    output_dir: str
-    batch_size: int
-    compile_time_s: float
-    compile_wall_time_s: float
-    target_name: str
-    target_triple: str
-    target_cpu: str
-    target_features: str
-    required_cpu_flags: tuple[str, ...]
-    multithreaded: bool
-    object_size_bytes: int
-    shared_library_size_bytes: int
-    shared_library_build_time_s: float
-    runtime_objects_built: int
-    compiler: str
-    hlo_file: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        value = dataclasses.asdict(self)
-        value["required_cpu_flags"] = list(self.required_cpu_flags)
-        value.pop("output_dir")  # The folder moves with the artifact; paths inside are relative.
-        return {"format_version": AOT_FORMAT_VERSION, **value}
-
-    @classmethod
-    def load(cls, directory: str) -> AotResult:
-        """Reads `aot.json` from a compile_aot output directory."""
-        with open(os.path.join(directory, AOT_METADATA_FILENAME)) as f:
-            value = json.load(f)
-        version = value.pop("format_version", None)
-        if version != AOT_FORMAT_VERSION:
-            raise UserInputError(
-                f"{directory!r} holds aot.json format {version}, this code reads "
-                f"{AOT_FORMAT_VERSION}. Recompile the AOT variant with this version."
-            )
-        value["required_cpu_flags"] = tuple(value["required_cpu_flags"])
-        return cls(output_dir=directory, **value)
 
 
 def _c_identifier(name: str, taken: set[str]) -> str:
@@ -199,38 +155,32 @@ def _run_tfcompile(
     Raises UserInputError for ops XLA cannot compile, AotCompileError for other failures,
     including the child dying from a signal (XLA aborts on internal errors).
     """
-    request_path = os.path.join(work_dir, "request.json")
-    result_path = os.path.join(work_dir, "result.json")
-    with open(request_path, "w") as f:
-        json.dump({**request, "result_path": result_path}, f)
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {xla_flags}".strip()
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        process = subprocess.run(
-            [sys.executable, WORKER_SCRIPT, request_path],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise AotCompileError(f"tfcompile did not finish within {timeout_s:.0f} s.") from error
-    result: dict[str, Any] = {}
-    if os.path.exists(result_path):
-        with open(result_path) as f:
-            result = json.load(f)
-    if process.returncode == 0 and "compile_time_s" in result:
-        return float(result["compile_time_s"])
-    message = result.get("error") or process.stderr.strip()[-4000:] or "no output"
+    from components.common.isolation import run_isolated
+
+    outcome = run_isolated(
+        TFCOMPILE_FUNCTION,
+        {"request": request},
+        work_dir,
+        timeout_s=timeout_s,
+        env={"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip()},
+        name="tfcompile",
+    )
+    if outcome.ok:
+        return float(outcome.result["compile_time_s"])
+    if outcome.timed_out:
+        raise AotCompileError(f"tfcompile did not finish within {timeout_s:.0f} s.")
+    message = (
+        f"{outcome.error_type}: {outcome.error_message}"
+        if outcome.error_type
+        else outcome.stderr.strip()[-4000:] or "no output"
+    )
     ops = unsupported_ops(message)
     if ops:
         raise unsupported_ops_error(ops, "ahead-of-time compilation")
     how = (
-        f"was killed by signal {-process.returncode}"
-        if process.returncode < 0
-        else f"failed (exit {process.returncode})"
+        f"was killed by signal {-outcome.returncode}"
+        if outcome.returncode is not None and outcome.returncode < 0
+        else f"failed (exit {outcome.returncode})"
     )
     raise AotCompileError(f"tfcompile {how}: {message}")
 
@@ -377,187 +327,3 @@ def _copy_tree_to(local_dir: str, uri: str) -> None:
             tf.io.gfile.copy(
                 os.path.join(root, filename), os.path.join(target_root, filename), overwrite=True
             )
-
-
-def _numpy_dtype(name: str) -> np.dtype:
-    try:
-        return np.dtype(name)
-    except TypeError:
-        import ml_dtypes  # bfloat16 and friends; ships with TensorFlow.
-
-        return np.dtype(getattr(ml_dtypes, name))
-
-
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # Not on Linux.
-        return os.cpu_count() or 1
-
-
-class AotModel:
-    """Runs a compile_aot output (`libmodel.so`) on numpy arrays at its fixed batch size.
-
-    `run` takes exactly the compiled shapes; `run_any_batch` splits and pads any number
-    of rows into compiled-size batches. One call runs at a time per AotModel (a lock
-    guards the library's buffers); ctypes releases the GIL while the model runs.
-    """
-
-    def __init__(self, directory: str, num_threads: int | None = None) -> None:
-        self.directory = directory
-        self.metadata = AotResult.load(directory)
-        self.signature = GraphSignature.load(directory)
-        missing = missing_cpu_flags(self.metadata.required_cpu_flags)
-        if missing:
-            raise UserInputError(
-                f"The AOT model in {directory!r} was compiled for {self.metadata.target_name} "
-                f"and needs CPU features this machine lacks: {', '.join(missing)}. Running it "
-                f"would crash (illegal instruction). Recompile it on this machine, or with "
-                f"target_cpu='generic' to run anywhere."
-            )
-        if num_threads is None:
-            num_threads = _usable_cpus() if self.metadata.multithreaded else 1
-        if num_threads < 1:
-            raise UserInputError(f"num_threads must be at least 1, got {num_threads}.")
-        if num_threads > 1 and not self.metadata.multithreaded:
-            raise UserInputError(
-                f"The AOT model in {directory!r} was compiled single-threaded, so it runs on "
-                f"one thread only (asked for {num_threads}). Recompile with "
-                f"multithreaded=True to use a thread pool."
-            )
-        self.num_threads = num_threads
-        self.batch_size = self.metadata.batch_size
-        self.input_shapes = [tuple(t.shape) for t in self.signature.inputs]
-        self.output_shapes = [tuple(t.shape) for t in self.signature.outputs]
-        self.input_dtypes = [_numpy_dtype(t.dtype) for t in self.signature.inputs]
-        self.output_dtypes = [_numpy_dtype(t.dtype) for t in self.signature.outputs]
-
-        self._library = ctypes.CDLL(os.path.join(directory, aot_build.SHARED_LIBRARY_FILENAME))
-        self._declare_c_api()
-        self._check_sizes()
-        self._handle = self._library.model_create(num_threads)
-        if not self._handle:
-            raise MemoryError(f"Could not allocate the AOT model's buffers in {directory!r}.")
-        self._args = (ctypes.c_void_p * len(self.input_shapes))()
-        self._results = (ctypes.c_void_p * len(self.output_shapes))()
-        self._lock = threading.Lock()
-
-    def _declare_c_api(self) -> None:
-        library = self._library
-        pointer_array = ctypes.POINTER(ctypes.c_void_p)
-        library.model_num_args.restype = ctypes.c_int
-        library.model_num_results.restype = ctypes.c_int
-        library.model_arg_size.argtypes = [ctypes.c_int]
-        library.model_arg_size.restype = ctypes.c_int64
-        library.model_result_size.argtypes = [ctypes.c_int]
-        library.model_result_size.restype = ctypes.c_int64
-        library.model_create.argtypes = [ctypes.c_int]
-        library.model_create.restype = ctypes.c_void_p
-        library.model_destroy.argtypes = [ctypes.c_void_p]
-        library.model_destroy.restype = None
-        library.model_run.argtypes = [ctypes.c_void_p, pointer_array, pointer_array]
-        library.model_run.restype = ctypes.c_int
-
-    def _check_sizes(self) -> None:
-        """Refuses a library whose buffers disagree with signature.json (a mixed-up folder)."""
-        library = self._library
-        expected = [
-            (
-                "argument",
-                library.model_num_args(),
-                library.model_arg_size,
-                self.input_shapes,
-                self.input_dtypes,
-            ),
-            (
-                "result",
-                library.model_num_results(),
-                library.model_result_size,
-                self.output_shapes,
-                self.output_dtypes,
-            ),
-        ]
-        for kind, count, size_of, shapes, dtypes in expected:
-            if count != len(shapes):
-                raise UserInputError(
-                    f"{self.directory!r}: libmodel.so has {count} {kind}s but signature.json "
-                    f"lists {len(shapes)}. The folder is inconsistent; recompile it."
-                )
-            for i, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True)):
-                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                if size_of(i) != nbytes:
-                    raise UserInputError(
-                        f"{self.directory!r}: libmodel.so's {kind} {i} holds {size_of(i)} "
-                        f"bytes but signature.json describes {shape} {dtype} ({nbytes} bytes). "
-                        f"The folder is inconsistent; recompile it."
-                    )
-
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Runs the model once; each input must have exactly its compiled shape and dtype."""
-        if len(inputs) != len(self.input_shapes):
-            raise ValueError(f"Expected {len(self.input_shapes)} inputs, got {len(inputs)}.")
-        arrays = []
-        for tensor, value, shape, dtype in zip(
-            self.signature.inputs, inputs, self.input_shapes, self.input_dtypes, strict=True
-        ):
-            array = np.ascontiguousarray(value)
-            if array.shape != shape or array.dtype != dtype:
-                raise ValueError(
-                    f"Input {tensor.name!r} must be {dtype} of shape {shape} (AOT code runs "
-                    f"one batch size; see run_any_batch), got {array.dtype} {array.shape}."
-                )
-            arrays.append(array)
-        outputs = [
-            np.empty(s, d) for s, d in zip(self.output_shapes, self.output_dtypes, strict=True)
-        ]
-        with self._lock:
-            if not self._handle:
-                raise RuntimeError("This AotModel is closed.")
-            for i, array in enumerate(arrays):
-                self._args[i] = array.ctypes.data
-            for i, output in enumerate(outputs):
-                self._results[i] = output.ctypes.data
-            status = self._library.model_run(self._handle, self._args, self._results)
-        if status != 0:
-            raise RuntimeError(f"The AOT model in {self.directory!r} reported a failure.")
-        return outputs
-
-    def run_any_batch(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Runs any number of rows (first dimension) by splitting and zero-padding batches."""
-        rows = len(inputs[0])
-        if rows == 0:
-            return [
-                np.empty((0, *s[1:]), d)
-                for s, d in zip(self.output_shapes, self.output_dtypes, strict=True)
-            ]
-        chunks: list[list[np.ndarray]] = []
-        for start in range(0, rows, self.batch_size):
-            batch = []
-            for value in inputs:
-                part = np.asarray(value[start : start + self.batch_size])
-                if len(part) < self.batch_size:
-                    padding = np.zeros((self.batch_size - len(part), *part.shape[1:]), part.dtype)
-                    part = np.concatenate([part, padding])
-                batch.append(part)
-            chunks.append(self.run(*batch))
-        return [
-            np.concatenate([chunk[i] for chunk in chunks])[:rows]
-            for i in range(len(self.output_shapes))
-        ]
-
-    def close(self) -> None:
-        """Frees the library's buffers and thread pool (the library itself stays loaded)."""
-        with self._lock:
-            if self._handle:
-                self._library.model_destroy(self._handle)
-                self._handle = None
-
-    def __enter__(self) -> AotModel:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) and getattr(self, "_lock", None):
-            self.close()

@@ -36,11 +36,11 @@ import time
 import uuid
 from collections.abc import Callable
 
+from components.runtimes.xla_aot import SHARED_LIBRARY_FILENAME
 from components.xla_compiler.target import CpuTarget
 
 RUNTIME_CACHE_ENV = "INFERENCE_OPTIMIZER_XLA_RUNTIME_CACHE"
 ENTRY_SOURCE = os.path.join(os.path.dirname(__file__), "aot_runtime", "model_entry.cc")
-SHARED_LIBRARY_FILENAME = "libmodel.so"
 
 # What every model links, whichever kernels it calls.
 CORE_RUNTIME_SOURCES = (

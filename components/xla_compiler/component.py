@@ -9,6 +9,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from components.artifacts import FrozenGraph, XlaCompiledModel
 from components.version import __version__
 from components.xla_compiler import executor
+from components.xla_compiler.modes import MODES
 
 
 class XlaCompilerSpec(ComponentSpec):
@@ -42,8 +43,8 @@ class XlaCompiler(base_component.BaseComponent):
         batch_size: int = 1,
         target_cpu: str = "host",
     ) -> None:
-        if mode not in executor.MODES:
-            raise ValueError(f"mode must be one of {executor.MODES}, got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         spec = XlaCompilerSpec(

@@ -10,19 +10,15 @@ from typing import Any
 from tfx.dsl.components.base import base_executor
 from tfx.types.artifact import Artifact
 
-from components.common.artifact_utils import (
-    directory_size_bytes,
-    record_failed_variant,
-    set_variant_properties,
-    single_artifact,
-)
+from components.common.artifact_utils import directory_size_bytes, single_artifact
 from components.common.executor_output import records_user_errors
 from components.common.graph_io import load_graph_def
 from components.common.signature import GraphSignature
+from components.common.variant_production import Produced, VariantJob, produce_variant
+from components.runtimes.xla_aot import FORMAT_XLA_AOT
+from components.runtimes.xla_jit import FORMAT_XLA_JIT
+from components.xla_compiler.modes import MODES
 
-MODES = ("jit", "aot")
-FORMAT_XLA_JIT = "xla_jit_saved_model"
-FORMAT_XLA_AOT = "xla_aot"
 SAVED_MODEL_DIRNAME = "saved_model"
 
 
@@ -109,27 +105,23 @@ class Executor(base_executor.BaseExecutor):
         output_dict: dict[str, list[Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        frozen = single_artifact(input_dict["frozen_graph"], "frozen_graph")
         output = single_artifact(output_dict["compiled_model"], "compiled_model")
         mode = exec_properties["mode"]
-        variant_name = f"xla_{mode}"
-        signature = GraphSignature.load(frozen.uri)
-        try:
+
+        def compile_graph(graph_uri: str, calibration: list[Any] | None) -> Produced:
             model_format, properties = compile_variant(
-                load_graph_def(frozen.uri),
-                signature,
+                load_graph_def(graph_uri),
+                GraphSignature.load(graph_uri),
                 mode,
                 output.uri,
                 int(exec_properties["batch_size"]),
                 exec_properties["target_cpu"],
             )
-        except Exception as error:  # XLA could not compile this graph: a failed variant.
-            record_failed_variant(output, variant_name=variant_name, mode=mode, error=error)
-            return
-        set_variant_properties(
-            output,
-            variant_name=variant_name,
-            model_format=model_format,
-            size_bytes=directory_size_bytes(output.uri),
-            extra={"mode": mode, "hardware_requirements": ["xla"], **properties},
-        )
+            return (
+                model_format,
+                directory_size_bytes(output.uri),
+                {"hardware_requirements": ["xla"], **properties},
+            )
+
+        job = VariantJob("XlaCompiler", mode, MODES[mode][0])
+        produce_variant(job, input_dict, output, exec_properties, compile_graph)

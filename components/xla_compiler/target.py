@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 import platform
 
+from components.common.cpu_facts import host_cpu
 from components.common.errors import UserInputError
 
 TARGET_TRIPLE = "x86_64-pc-linux"
-CPUINFO_PATH = "/proc/cpuinfo"
 
 # The x86-64 micro-architecture levels (as gcc, glibc and LLVM define them), spelled as
 # /proc/cpuinfo flags. `pni` is SSE3 and `abm` carries LZCNT in cpuinfo's naming.
@@ -56,14 +56,7 @@ class CpuTarget:
 
 def host_cpu_flags() -> frozenset[str]:
     """This machine's cpuinfo flags (empty when /proc/cpuinfo is not there)."""
-    try:
-        with open(CPUINFO_PATH) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return host_cpu().flags
 
 
 def _required_flags(level: str) -> tuple[str, ...]:
@@ -138,7 +131,4 @@ def resolve_cpu_target(target_cpu: str = "host") -> CpuTarget:
 
 def missing_cpu_flags(required: tuple[str, ...] | list[str]) -> list[str]:
     """The required cpuinfo flags this machine lacks ([] when unknown: no /proc/cpuinfo)."""
-    flags = host_cpu_flags()
-    if not flags:
-        return []
-    return [flag for flag in required if flag not in flags]
+    return host_cpu().missing(required)

@@ -1,24 +1,20 @@
 """Runs tfcompile on one frozen graph, in a process of its own.
 
 XLA reports some failures by aborting the process (CHECK failures, LLVM fatal errors),
-and reads XLA_FLAGS only once per process, so aot.py runs this file as a script:
-
-    python tfcompile_worker.py request.json
+and reads XLA_FLAGS only once per process, so aot.py runs `compile_graph` in a process
+of its own (components/common/isolation.py).
 
 The request names the graph, the tf2xla config, the target and the output files (the
-keyword arguments of `_pywrap_tfcompile.Compile`) plus `tensorflow_dir`. The worker
-writes `{"compile_time_s": ...}` or `{"error": "..."}` to the request's `result_path`
-and exits 0 or 3. It imports only the standard library and tfcompile's extension
-module, so it starts in under a second instead of importing all of TensorFlow.
+keyword arguments of `_pywrap_tfcompile.Compile`) plus `tensorflow_dir`. This module
+imports only the standard library and tfcompile's extension module, so the child
+starts in under a second instead of importing all of TensorFlow.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-import json
 import os
-import sys
 import time
 from types import ModuleType
 
@@ -41,22 +37,10 @@ def _load_tfcompile(tensorflow_dir: str) -> ModuleType:
     return _pywrap_tfcompile
 
 
-def main(request_path: str) -> int:
-    with open(request_path) as f:
-        request = json.load(f)
-    result_path = request.pop("result_path")
+def compile_graph(request: dict) -> dict:
+    """In the isolated child: runs tfcompile; raises whatever tfcompile raises."""
+    request = dict(request)
     tfcompile = _load_tfcompile(request.pop("tensorflow_dir"))
     start = time.perf_counter()
-    try:
-        tfcompile.Compile(**request)
-    except Exception as error:  # tfcompile raises ValueError/RuntimeError; all are reported.
-        with open(result_path, "w") as f:
-            json.dump({"error": f"{type(error).__name__}: {error}"}, f)
-        return 3
-    with open(result_path, "w") as f:
-        json.dump({"compile_time_s": time.perf_counter() - start}, f)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    tfcompile.Compile(**request)
+    return {"compile_time_s": time.perf_counter() - start}

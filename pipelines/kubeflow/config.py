@@ -39,7 +39,7 @@ from pipelines.kubeflow.platform_spec import (
     parse_node_selector,
     parse_toleration,
 )
-from pipelines.pipeline import DEFAULT_PIPELINE_NAME, PipelineSettings
+from pipelines.pipeline import DEFAULT_PIPELINE_NAME, HARDWARE_EACH_NODE, PipelineSettings
 
 DEFAULT_IMAGE = f"tfx-inference-optimizer:{__version__}"
 DEFAULT_OUTPUT = "pipeline.yaml"
@@ -90,11 +90,13 @@ class CompileSettings:
             # Without this the Benchmarker would time the CPU of a GPU node.
             benchmark.setdefault("device", "GPU:0")
         values["benchmark_settings"] = benchmark
-        if "xla_target_cpu" in _SETTINGS_FIELDS:
-            # XlaCompiler and Benchmarker pods may land on different node types, so AOT
-            # code must not assume the compiling node's CPU features.
-            values.setdefault("xla_target_cpu", "generic")
-        return PipelineSettings(**values)
+        # XlaCompiler and Benchmarker pods may land on different node types, so AOT
+        # code must not assume the compiling node's CPU features.
+        values.setdefault("xla_target_cpu", "generic")
+        # The compiling machine is not where the producers run: each decides on its node
+        # whether its kind applies (e.g. bf16), and publishes a skipped variant if not.
+        values.setdefault("hardware", HARDWARE_EACH_NODE)
+        return PipelineSettings.from_json(values)
 
 
 def _image_demo_uris() -> tuple[str, str]:

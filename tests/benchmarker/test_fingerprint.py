@@ -16,21 +16,9 @@ from components.benchmarker.fingerprint import (
     collect_fingerprint,
     hardware_warnings,
     onednn_enabled,
-    parse_cpuinfo,
     parse_nvidia_smi,
 )
 from components.common.errors import UserInputError
-
-CPUINFO = """processor\t: 0
-vendor_id\t: GenuineIntel
-model name\t: Intel(R) Xeon(R) Platinum 8480+
-flags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_vnni avx512_bf16 amx_tile amx_int8
-
-processor\t: 1
-vendor_id\t: GenuineIntel
-model name\t: Intel(R) Xeon(R) Platinum 8480+
-flags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_vnni avx512_bf16 amx_tile amx_int8
-"""
 
 
 def fingerprint(**changes) -> HardwareFingerprint:
@@ -56,14 +44,6 @@ def fingerprint(**changes) -> HardwareFingerprint:
         python_version="3.10.13",
     )
     return dataclasses.replace(base, **changes)
-
-
-def test_parse_cpuinfo_reads_vendor_model_and_flags_of_interest():
-    vendor, model, flags = parse_cpuinfo(CPUINFO)
-
-    assert vendor == "GenuineIntel"
-    assert model == "Intel(R) Xeon(R) Platinum 8480+"
-    assert flags == ("amx_int8", "amx_tile", "avx2", "avx512_bf16", "avx512_vnni", "avx512f")
 
 
 def test_parse_nvidia_smi_reads_model_and_driver_per_gpu():

@@ -46,7 +46,14 @@ def default_package(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def shared_pipeline():
-    """The pipeline as every runner builds it, for comparing against what was compiled."""
-    from pipelines.pipeline import create_pipeline
+    """The pipeline as every runner builds it, for comparing against what was compiled.
 
-    return create_pipeline("inference-optimizer", "/unused", "/model", "/examples")
+    Compiled for other machines, it has every default kind: each producer decides on its
+    node whether its kind applies there (a bf16 kind on a CPU without bf16 is skipped).
+    """
+    from pipelines.pipeline import HARDWARE_EACH_NODE, PipelineSettings, create_pipeline
+
+    settings = PipelineSettings(hardware=HARDWARE_EACH_NODE)
+    return create_pipeline(
+        "inference-optimizer", "/unused", "/model", "/examples", settings=settings
+    )

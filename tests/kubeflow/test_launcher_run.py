@@ -17,9 +17,8 @@ pytestmark = pytest.mark.slow
 # compiles one per mode): this checks that every kind of step runs, not how fast the model is.
 FAST_SETTINGS = {
     "benchmark_settings": {"throughput_batch_sizes": [1, 8], "max_windows": 6},
-    "quantize_modes": ["dynamic_range"],
+    "variants": ["optimized_graph", "tflite_dynamic_range", "xla_jit"],
     "num_calibration": 32,
-    "xla_modes": ["jit"],
 }
 
 

@@ -57,13 +57,16 @@ def mixed_input_model(tmp_path_factory):
 def test_a_model_with_two_inputs_of_different_dtypes_goes_through_every_variant_kind(
     tmp_path, mixed_input_model
 ):
-    from pipelines.pipeline import ALL_QUANTIZE_MODES
+    from components.variant_kinds import all_kinds
 
     model, examples = mixed_input_model
-
-    run_pipeline_once(
-        str(tmp_path), model, examples, quantize_modes=ALL_QUANTIZE_MODES, xla_modes=("jit", "aot")
+    tf_kinds = tuple(
+        k.name
+        for k in all_kinds()
+        if k.producer in ("InferenceOptimizer", "Quantizer", "XlaCompiler")
     )
+
+    run_pipeline_once(str(tmp_path), model, examples, variants=tf_kinds)
 
     report = latest_report(str(tmp_path))
     rows = {row["name"]: row for row in report["variants"]}
@@ -141,7 +144,7 @@ def test_the_chosen_signature_is_what_the_baseline_and_every_variant_run(
     model, examples = two_signature_model
 
     run_pipeline_once(
-        str(tmp_path), model, examples, signature_key="logits", quantize_modes=(), xla_modes=()
+        str(tmp_path), model, examples, signature_key="logits", variants=("optimized_graph",)
     )
 
     report = latest_report(str(tmp_path))

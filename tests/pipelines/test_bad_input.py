@@ -151,7 +151,7 @@ def test_the_cli_preflight_refuses_examples_that_do_not_fit_in_seconds(case, tmp
     started = time.monotonic()
 
     with pytest.raises(UserInputError, match=re.escape(CASES[case])) as raised:
-        check_run_inputs(model, examples, PipelineSettings(quantize_modes=("int8",)))
+        check_run_inputs(model, examples, PipelineSettings(variants=("tflite_int8",)))
 
     assert time.monotonic() - started < 20  # Seconds, not the 30-40 s of running components.
     message = str(raised.value)
@@ -184,7 +184,7 @@ def test_a_pipeline_run_without_the_cli_fails_with_the_reason_in_mlmd(case, tmp_
         examples_uri=examples,
         metadata_connection_config=sqlite_connection_config(output),
         # int8 calibration reads the Examples first; the Benchmarker judges the labels.
-        settings=fast_settings(quantize_modes=("int8",), xla_modes=()),
+        settings=fast_settings(variants=("tflite_int8",)),
     )
 
     with pytest.raises(Exception) as raised:

@@ -10,6 +10,8 @@ import shutil
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
+from components.common.cpu_facts import host_cpu
+from components.variant_kinds import select_kinds
 from pipelines import cli
 from pipelines.lineage.store import SqliteLocation
 from pipelines.lineage.store import open_store as open_lineage_store
@@ -19,8 +21,7 @@ from pipelines.local_runner import (
     run_pipeline,
     sqlite_connection_config,
 )
-from pipelines.pipeline import ALL_QUANTIZE_MODES, create_pipeline
-from tests.conftest import cpu_flags
+from pipelines.pipeline import create_pipeline
 from tests.lineage.pipeline_runs import fast_settings
 
 pytestmark = pytest.mark.slow
@@ -32,6 +33,8 @@ def open_store(path: str):
 
 
 PIPELINE = "inference-optimizer"
+# What the default run builds here, and what it skips (e.g. bf16 kinds without bf16).
+DEFAULT_KINDS = select_kinds(None, host_cpu())
 # Short timing budgets: these tests check wiring and bookkeeping, not speed.
 FAST_TIMING = ["--time-budget", "3"]
 
@@ -76,12 +79,9 @@ def test_every_component_completes_once(first_run):
     assert set(by_node) == {
         "model_importer",
         "examples_importer",
-        "Freezer",
-        "InferenceOptimizer",
-        *(f"Quantizer_{mode}" for mode in ALL_QUANTIZE_MODES),
-        "XlaCompiler_jit",
-        "XlaCompiler_aot",
         "Benchmarker",
+        # One producer per kind this machine can run (the registry's default set).
+        *(kind.component_id for kind in DEFAULT_KINDS.built),
     }
     for node_id, executions in by_node.items():
         states = [e.last_known_state for e in executions]
@@ -109,15 +109,13 @@ def test_every_output_is_linked_to_its_inputs(first_run):
     freezer = by_output_type["components.FrozenGraph"]
     benchmarker = by_output_type["components.BenchmarkReport"]
     assert {artifact_type[a] for a in inputs_of[freezer]} == {"Model"}
+    variant_types = {kind.artifact_type for kind in DEFAULT_KINDS.built}
     assert {artifact_type[a] for a in inputs_of[benchmarker]} == {
         "Model",
         "Examples",
-        "components.FrozenGraph",
-        "components.OptimizedGraph",
-        "components.QuantizedModel",
-        "components.XlaCompiledModel",
+        *(f"components.{t}" for t in variant_types),
     }
-    for variant_type in ("OptimizedGraph", "QuantizedModel", "XlaCompiledModel"):
+    for variant_type in variant_types - {"FrozenGraph"}:
         producers = [
             e
             for e, ids in outputs_of.items()
@@ -141,22 +139,14 @@ def test_report_has_a_row_per_variant_with_sane_figures(first_run):
     rows = {v["name"]: v for v in report["variants"]}
     assert set(rows) == {
         "baseline",
-        "frozen_graph",
-        "optimized_graph",
-        "tflite_float16",
-        "tflite_dynamic_range",
-        "tflite_int8",
-        "weights_int8_graph",
-        "onednn_int8",
-        "xla_jit",
-        "xla_aot",
         "null_harness_overhead",
+        *DEFAULT_KINDS.built_names,
+        *DEFAULT_KINDS.skipped,
     }
-    expected_failures = set()
-    if "avx512f" not in cpu_flags():  # TF's oneDNN int8 kernels need AVX-512.
-        expected_failures.add("onednn_int8")
-        assert "AVX-512" in rows["onednn_int8"]["failure_reason"]
-    for name in rows.keys() - {"null_harness_overhead"} - expected_failures:
+    for name, reason in DEFAULT_KINDS.skipped.items():
+        assert rows[name]["status"] == "skipped", name
+        assert rows[name]["failure_reason"] == reason
+    for name in rows.keys() - {"null_harness_overhead"} - set(DEFAULT_KINDS.skipped):
         row = rows[name]
         assert row["status"] == "ok", (name, row.get("failure_reason"))
         latency = row["latency"]["summary"]

@@ -43,7 +43,7 @@ def top1(predictions: np.ndarray, labels: np.ndarray) -> float:
 
 def tflite_top1(model_path: str, images: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 of a batch-1 TFLite model, one image per call."""
-    from components.quantizer.tflite_runtime import TFLiteModel
+    from components.runtimes.tflite import TFLiteModel
 
     model = TFLiteModel(model_path, num_threads=1)
     predictions = np.concatenate([model.run(images[i : i + 1])[0] for i in range(len(images))])

@@ -265,3 +265,15 @@ def test_onednn_int8_mode_fails_with_the_cpu_reason_where_its_kernels_cannot_run
         )
     assert "does not run on this machine" in str(raised.value)
     assert not os.path.exists(tmp_path / "graph.pb")  # Nothing half-written is left.
+
+
+def test_the_int8_kernel_isa_says_whether_amx_or_vnni_ran():
+    from components.quantizer.modes import int8_isa_summary
+
+    assert int8_isa_summary(("avx512_core_amx",)) == {
+        "int8_kernel_isa": ["avx512_core_amx"],
+        "amx_kernels_ran": True,
+        "vnni_kernels_ran": False,
+    }
+    assert int8_isa_summary(("avx512_core_vnni",))["vnni_kernels_ran"] is True
+    assert not any(int8_isa_summary(("avx2",))[k] for k in ("amx_kernels_ran", "vnni_kernels_ran"))

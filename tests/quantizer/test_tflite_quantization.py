@@ -130,7 +130,7 @@ def test_quantizer_unsupported_op_fails_with_the_converters_reason(tflite_result
     assert isinstance(failure, QuantizationFailed)
     assert "MatrixDeterminant" in failure.reason
     assert "TF Select" in failure.reason
-    assert failure.returncode == 2
+    assert failure.returncode not in (0, None)  # The child exited with an error.
     report = read_quantization_report(os.path.dirname(failure.report_path))
     assert report["status"] == "failed"
     assert "MatrixDeterminant" in report["failure_reason"]

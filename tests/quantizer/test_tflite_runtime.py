@@ -7,7 +7,7 @@ import pytest
 
 from components.common.errors import UserInputError
 from components.quantizer.tflite_quantization import convert_graph, static_signature
-from components.quantizer.tflite_runtime import (
+from components.runtimes.tflite import (
     TFLiteModel,
     available_batch_sizes,
     tflite_model_path,

@@ -90,7 +90,9 @@ def _run(case: str, output_dir: str) -> tuple[dict, str, str]:
     from pipelines.local_runner import metadata_path
     from tests.lineage.pipeline_runs import fast_settings
 
-    settings = fast_settings(quantize_modes=("float16", "int8"), xla_modes=("jit",))
+    settings = fast_settings(
+        variants=("optimized_graph", "tflite_float16", "tflite_int8", "xla_jit")
+    )
     name = run_case(case, output_dir, settings)
     store = open_store(SqliteLocation(metadata_path(output_dir)))
     run = queries.resolve_run(store, "latest", name)

@@ -12,8 +12,9 @@ import pytest
 
 from components.common.errors import UserInputError
 from components.common.graph_io import graph_def_callable
+from components.runtimes.xla_aot import AotModel, AotResult
 from components.xla_compiler import aot
-from components.xla_compiler.aot import AotCompileError, AotModel, AotResult, compile_aot
+from components.xla_compiler.aot import AotCompileError, compile_aot
 
 # Enough rows to cover every class, few enough to keep batch-1 calls quick.
 BATCH_1_ROWS = 64
@@ -163,9 +164,11 @@ def test_aot_rejects_ops_xla_cannot_compile(string_op_graph, tmp_path):
 
 
 def test_aot_compiler_crash_raises_in_the_caller(frozen_digits, tmp_path, monkeypatch):
-    crashing_worker = tmp_path / "crashing_worker.py"
-    crashing_worker.write_text("import os\nos.abort()\n")
-    monkeypatch.setattr(aot, "WORKER_SCRIPT", str(crashing_worker))
+    (tmp_path / "crashing_worker.py").write_text(
+        "import os\n\ndef compile_graph(request):\n    os.abort()\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(aot, "TFCOMPILE_FUNCTION", "crashing_worker:compile_graph")
 
     with pytest.raises(AotCompileError, match="killed by signal 6"):
         compile_aot(frozen_digits.graph_def, frozen_digits.signature, str(tmp_path / "aot"))

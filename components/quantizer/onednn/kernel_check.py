@@ -2,7 +2,7 @@
 
 A GraphDef full of int8 ops proves nothing about speed: TF may still pick reference
 kernels, and oneDNN picks an ISA (`avx512_core_vnni`, `avx512_core_amx`, or a slow
-fallback) at run time. The check runs the graph in a subprocess with oneDNN's verbose
+fallback) at run time. The check runs the graph in a process of its own with oneDNN's verbose
 log on (it is read once, when oneDNN loads) and parses the primitives of a steady-state
 call, after a warm-up call that also builds and caches the weight reorders.
 """
@@ -12,8 +12,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import subprocess
-import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -29,21 +27,21 @@ _MARKER = "@@onednn_int8_steady_state_call@@"
 _COMPUTE_KINDS = ("convolution", "inner_product", "matmul", "deconvolution")
 _INT8_TYPES = ("u8", "s8")
 
-# Runs in the subprocess: two calls, the marker between them.
-_PROBE = f"""
-import sys
-import numpy as np
-from components.common.graph_io import graph_def_callable, load_graph_def
-from components.common.signature import GraphSignature
-directory = sys.argv[1]
-run = graph_def_callable(load_graph_def(directory), GraphSignature.load(directory))
-with np.load(directory + "/sample.npz", allow_pickle=True) as data:
-    sample = [data[f"arr_{{i}}"] for i in range(len(data.files))]
-run(*sample)
-print("{_MARKER}", flush=True)
-run(*sample)
-print("{_MARKER}", flush=True)
-"""
+
+def probe_steady_state_call(directory: str) -> None:
+    """In the isolated child: two calls of the graph, the marker printed after each.
+
+    oneDNN's verbose lines between the markers are the steady-state call's primitives.
+    """
+    from components.common.graph_io import graph_def_callable, load_graph_def
+
+    run = graph_def_callable(load_graph_def(directory), GraphSignature.load(directory))
+    with np.load(os.path.join(directory, "sample.npz"), allow_pickle=True) as data:
+        sample = [data[f"arr_{i}"] for i in range(len(data.files))]
+    run(*sample)
+    print(_MARKER, flush=True)
+    run(*sample)
+    print(_MARKER, flush=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +100,7 @@ def inspect_kernels(
     sample: list[np.ndarray],
     timeout_s: float = 600.0,
 ) -> KernelReport:
-    """Runs the graph twice in a subprocess with ONEDNN_VERBOSE=1 and reports the second call.
+    """Runs the graph twice in a child process with ONEDNN_VERBOSE=1; reports the second call.
 
     `sample` holds one array per signature input.
     """
@@ -112,33 +110,29 @@ def inspect_kernels(
         if n.op.startswith(("_FusedQuantized", "QuantizedMatMul", "QuantizedConv2D"))
         or n.op.startswith("QuantizedDepthwiseConv2D")
     )
-    environment = dict(os.environ)
-    environment["ONEDNN_VERBOSE"] = "1"
-    environment["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(_components_file())))
-    environment["PYTHONPATH"] = os.pathsep.join(
-        p for p in (repo_root, environment.get("PYTHONPATH")) if p
-    )
-    opts = environment.get("TF_ENABLE_ONEDNN_OPTS")
+    from components.common.isolation import run_isolated
+
+    opts = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     with tempfile.TemporaryDirectory(prefix="onednn_int8_probe_") as directory:
         save_graph_def(graph_def, directory)
         signature.save(directory)
         np.savez(os.path.join(directory, "sample.npz"), *sample)
-        try:
-            completed = subprocess.run(
-                [sys.executable, "-c", _PROBE, directory],
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return _failed(expected, opts, f"the probe took over {timeout_s:.0f} s")
+        completed = run_isolated(
+            "components.quantizer.onednn.kernel_check:probe_steady_state_call",
+            {"directory": directory},
+            directory,
+            timeout_s=timeout_s,
+            # oneDNN reads its verbose switch once, when it loads: a process of its own.
+            env={"ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+            name="onednn_probe",
+        )
+    if completed.timed_out:
+        return _failed(expected, opts, f"the probe took over {timeout_s:.0f} s")
     lines = completed.stdout.splitlines()
     markers = [i for i, line in enumerate(lines) if line.strip() == _MARKER]
-    if completed.returncode != 0 or len(markers) != 2:
-        tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+    if not completed.ok or len(markers) != 2:
+        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        tail = completed.error_message or last_line
         error = f"the probe failed (exit {completed.returncode}): {tail}"
         if opts == "0":
             error += (
@@ -170,9 +164,3 @@ def _failed(expected: int, opts: str | None, error: str) -> KernelReport:
         onednn_opts_env=opts,
         error=error,
     )
-
-
-def _components_file() -> str:
-    import components
-
-    return components.__file__

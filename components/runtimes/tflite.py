@@ -1,4 +1,4 @@
-"""Running a quantized .tflite model on numpy arrays, for the Benchmarker and accuracy passes.
+"""TFLite: running a .tflite model on numpy arrays, and the Benchmarker's backend for it.
 
     >>> model = TFLiteModel("/artifacts/quantized_int8/model.tflite", num_threads=2)
     >>> model.batch_size, model.input_shapes
@@ -17,16 +17,19 @@ as fast as a batch-8 model: 0.347 against 0.348 ms, one thread.)
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from components.common.errors import UserInputError
 from components.common.signature import SIGNATURE_FILENAME, GraphSignature
+from components.runtimes.base import Backend, LoadedVariant, ThreadSettings, register_backend
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
+FORMAT_TFLITE = "tflite"
 TFLITE_FILENAME = "model.tflite"
 # Extra batch sizes live beside the primary model as `batch_<n>/model.tflite`.
 BATCH_DIR_PREFIX = "batch_"
@@ -217,3 +220,65 @@ def _ordered_io(
 
 def _first_present(mapping: dict[str, int], keys: tuple[str, ...]) -> str | None:
     return next((key for key in keys if key in mapping), None)
+
+
+class _TFLiteVariant(LoadedVariant):
+    """One interpreter per static batch size the Quantizer wrote (XNNPACK needs static shapes).
+
+    Interpreters are created on first use of a batch size, so unused sizes cost nothing.
+    TFLite runs on the CPU only; the device is recorded as such whatever was asked.
+    """
+
+    def __init__(self, directory: str, num_threads: int):
+        self._directory = directory
+        self._num_threads = num_threads
+        self._batch_sizes = available_batch_sizes(directory)
+        if not self._batch_sizes:
+            raise ValueError(f"no .tflite model with a static batch size in {directory!r}")
+        self._models: dict[int, TFLiteModel] = {}
+        self.fixed_batch_size = self._batch_sizes[0]
+        self.device = "CPU:0"
+        self._model(self.fixed_batch_size)  # Fail at load time, not in the timed region.
+
+    def _model(self, batch_size: int) -> TFLiteModel:
+        if batch_size not in self._models:
+            path = tflite_model_path(self._directory, batch_size)
+            self._models[batch_size] = TFLiteModel(path, num_threads=self._num_threads)
+        return self._models[batch_size]
+
+    def supports_batch(self, batch_size: int) -> bool:
+        return batch_size in self._batch_sizes
+
+    def batch_size_for(self, requested: int) -> int:
+        fitting = [b for b in self._batch_sizes if b <= requested]
+        return max(fitting) if fitting else min(self._batch_sizes)
+
+    def prepare(self, inputs: Sequence[np.ndarray]) -> Any:
+        model = self._model(int(inputs[0].shape[0]))
+        # Quantizing the inputs of an int8-io model is the caller's job, done untimed.
+        return model, [np.ascontiguousarray(x) for x in model.to_model_inputs(*inputs)]
+
+    def run(self, prepared: Any) -> list[np.ndarray]:
+        model, arrays = prepared
+        return model.run(*arrays)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "batch_sizes": self._batch_sizes,
+            "num_threads": self._num_threads,
+        }
+
+    def release(self) -> None:
+        self._models.clear()
+
+
+@register_backend(FORMAT_TFLITE)
+class TFLiteBackend(Backend):
+    """A Quantizer TFLite artifact: `model.tflite` (+ `batch_<n>/model.tflite`), XNNPACK on.
+
+    The thread budget's `intra_op` is the interpreter's `num_threads`.
+    """
+
+    def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
+        return _TFLiteVariant(uri, settings.intra_op)

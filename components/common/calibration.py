@@ -1,4 +1,7 @@
-"""Checking calibration inputs against a graph's signature, for every calibrating mode.
+"""Calibration inputs: read from the Examples, and checked against a graph's signature.
+
+Every calibrating producer (the Quantizer's int8 modes, the RuntimeConverter's) reads
+through `read_calibration_inputs`, so all of them calibrate on the same records.
 
 Calibration data is one array per signature input, samples on the first axis (a bare
 array is accepted for a one-input model). Every int8 mode reads it through here, so a
@@ -8,6 +11,7 @@ model with several inputs of different dtypes calibrates the same way in each.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +69,37 @@ def check_calibration_inputs(
             f"({', '.join(str(len(a)) for a in checked)}); give each input the same samples."
         )
     return checked
+
+
+def read_calibration_inputs(
+    frozen_graph_uri: str,
+    examples_uri: str,
+    exec_properties: dict[str, Any],
+    num_calibration: int,
+) -> tuple[list[Any], dict[str, Any]]:
+    """The calibration inputs of the frozen graph (its core, after a split), and what they were.
+
+    Read from the calibration split (train when there is one), never the evaluation
+    records (examples_io.resolve_calibration), and fed exactly as the Benchmarker feeds
+    the graph: the same feature mapping and image decoding, and the preprocessing graph
+    for a model core.
+    """
+    import json
+
+    from components.common.examples_io import read_records, resolve_calibration
+    from components.common.feeds import ExampleRecords, FeedSettings, ModelFeeder
+    from components.common.preprocessing import Preprocessing
+
+    plan = resolve_calibration(
+        examples_uri, exec_properties["eval_split"], exec_properties["calibration_split"]
+    )
+    records = ExampleRecords(
+        read_records(examples_uri, plan.split, limit=num_calibration, part=plan.calibration_part),
+        examples_uri,
+    )
+    feeder = ModelFeeder(
+        FeedSettings.from_json(json.loads(exec_properties["feed_settings"] or "{}")),
+        Preprocessing.load(frozen_graph_uri),
+    )
+    inputs = feeder.inputs(GraphSignature.load(frozen_graph_uri), records)
+    return inputs, {"calibration_data": {**plan.describe(), "records": len(records)}}

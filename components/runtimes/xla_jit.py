@@ -1,0 +1,29 @@
+"""The XlaCompiler's JIT variant: a SavedModel whose function has `jit_compile=True`.
+
+XLA compiles on the first call, which the harness times separately (`first_call_s`).
+"""
+
+from __future__ import annotations
+
+from components.common.signature import GraphSignature
+from components.runtimes.base import DEFAULT_SIGNATURE_KEY, Backend, register_backend
+from components.runtimes.saved_model import SavedModelBackend
+
+FORMAT_XLA_JIT = "xla_jit_saved_model"
+#: Where the JIT SavedModel sits inside the artifact.
+SAVED_MODEL_SUBDIRECTORY = "saved_model"
+
+
+@register_backend(FORMAT_XLA_JIT)
+class XlaJitSavedModelBackend(SavedModelBackend):
+    """`{uri}/saved_model/` with one signature, `serving_default`."""
+
+    subdirectory = SAVED_MODEL_SUBDIRECTORY
+
+    def signature(self, uri: str, signature_key: str = DEFAULT_SIGNATURE_KEY) -> GraphSignature:
+        return GraphSignature.load(uri)
+
+    def for_selection(self, selection) -> Backend:
+        # The XlaCompiler's SavedModel has one signature, serving_default, whatever
+        # signature the Freezer froze.
+        return self
