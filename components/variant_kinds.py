@@ -29,7 +29,8 @@ from components.common.cpu_facts import CpuFacts
 
 # The modules whose `variant_kinds()` declare the producers' kinds, in table order.
 _KIND_SOURCES = (
-    "components.variant_kinds",  # The spine: Freezer and InferenceOptimizer (below).
+    "components.variant_kinds",  # The spine: the Freezer's frozen graph (below).
+    "components.inference_optimizer.modes",
     "components.quantizer.modes",
     "components.xla_compiler.modes",
     "components.runtime_converter.modes",
@@ -87,7 +88,7 @@ class VariantKind:
 
 
 def variant_kinds() -> list[VariantKind]:
-    """The spine's kinds: the Freezer's frozen graph and the InferenceOptimizer's graph."""
+    """The spine's kind: the Freezer's frozen graph, which every other kind starts from."""
     return [
         VariantKind(
             name="frozen_graph",
@@ -98,15 +99,6 @@ def variant_kinds() -> list[VariantKind]:
             output_key="frozen_graph",
             description="the signature with variables folded into constants (TF, fp32)",
             always=True,
-        ),
-        VariantKind(
-            name="optimized_graph",
-            producer="InferenceOptimizer",
-            mode="",
-            artifact_type="OptimizedGraph",
-            model_format="graphdef",
-            output_key="optimized_graph",
-            description="stripped, folded and fused (TF, fp32)",
         ),
     ]
 

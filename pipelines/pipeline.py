@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
 
 DEFAULT_PIPELINE_NAME = "inference-optimizer"
 # Where the variant kinds' hardware rules are decided: on this machine when it also runs
@@ -62,7 +63,7 @@ class PipelineSettings:
     hardware: str = HARDWARE_THIS_MACHINE
     # InferenceOptimizer: None runs the default transforms (all but bfloat16).
     transforms: tuple[str, ...] | None = None
-    num_calibration: int = 200
+    num_calibration: int = DEFAULT_NUM_CALIBRATION
     xla_aot_batch_size: int = 1
     # "host" (this machine's AVX-512) or "generic" (any x86-64: compile and benchmark
     # may run on different node types, as on Kubeflow).
@@ -187,7 +188,9 @@ class _ProducerInputs:
 def _inference_optimizer(kind: Any, given: _ProducerInputs) -> Any:
     from components.inference_optimizer.component import InferenceOptimizer
 
-    return InferenceOptimizer(frozen_graph=given.frozen_graph, transforms=given.settings.transforms)
+    return InferenceOptimizer(
+        frozen_graph=given.frozen_graph, transforms=given.settings.transforms, mode=kind.mode
+    )
 
 
 def _quantizer(kind: Any, given: _ProducerInputs) -> Any:

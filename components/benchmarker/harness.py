@@ -390,6 +390,10 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
                 }
             else:
                 entry[str(batch_size)] = None  # The variant is compiled for another batch size.
+    for name, variant in loaded.items():
+        # Again, after every scenario ran: runtimes that compile per scenario (OpenVINO's
+        # throughput model) can only say then what they chose.
+        results[name]["runtime"] = variant.describe()
     from components.benchmarker.fingerprint import collect_fingerprint
 
     machine = collect_fingerprint(

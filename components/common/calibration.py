@@ -18,6 +18,9 @@ import numpy as np
 from components.common.errors import UserInputError
 from components.common.signature import GraphSignature
 
+# How many examples every calibrating mode reads unless told otherwise.
+DEFAULT_NUM_CALIBRATION = 200
+
 
 def check_calibration_inputs(
     signature: GraphSignature,

@@ -12,6 +12,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.artifacts import FrozenGraph, OptimizedGraph
 from components.inference_optimizer import executor
+from components.inference_optimizer.modes import DEFAULT_MODE, MODES
 from components.version import __version__
 
 
@@ -19,6 +20,8 @@ class InferenceOptimizerSpec(ComponentSpec):
     """InferenceOptimizer's inputs, outputs and parameters."""
 
     PARAMETERS = {
+        # "" (the default transforms) or "bfloat16" (+ the bfloat16 rewrite); see modes.py.
+        "mode": ExecutionParameter(type=str),
         "transforms": ExecutionParameter(type=str),  # JSON list, or null for the defaults.
         "transform_configs": ExecutionParameter(type=str),  # JSON {transform: {setting: v}}.
         "package_version": ExecutionParameter(type=str),
@@ -43,13 +46,17 @@ class InferenceOptimizer(base_component.BaseComponent):
         frozen_graph: channel.BaseChannel,
         transforms: Sequence[str] | None = None,
         transform_configs: dict[str, dict[str, Any]] | None = None,
+        mode: str = DEFAULT_MODE,
     ) -> None:
         from components.inference_optimizer.optimizer import resolve_transform_names
 
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
         if transforms is not None:
             resolve_transform_names(transforms)  # Refuse bad selections at build time.
         spec = InferenceOptimizerSpec(
             frozen_graph=frozen_graph,
+            mode=mode,
             transforms=json.dumps(list(transforms) if transforms is not None else None),
             transform_configs=json.dumps(transform_configs or {}, sort_keys=True),
             package_version=__version__,

@@ -9,22 +9,22 @@ from typing import Any
 from tfx.dsl.components.base import base_executor
 from tfx.types.artifact import Artifact
 
-from components.common.artifact_utils import (
-    directory_size_bytes,
-    set_variant_properties,
-    single_artifact,
-)
+from components.common.artifact_utils import directory_size_bytes, single_artifact
 from components.common.executor_output import records_user_errors
 from components.common.graph_io import GRAPH_FILENAME, load_graph_def
 from components.common.signature import GraphSignature
+from components.common.variant_production import Produced, VariantJob, produce_variant
+from components.inference_optimizer.modes import DEFAULT_MODE, MODES, PRODUCER, transforms_for
 from components.inference_optimizer.optimizer import optimize_graph, write_optimized_graph
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
-VARIANT_NAME = "optimized_graph"
-
 
 class Executor(base_executor.BaseExecutor):
-    """Writes the optimized graph, its SavedModel and the transform log."""
+    """Writes the optimized graph, its SavedModel and the transform log.
+
+    A mode this node cannot run (bfloat16 without native bf16) is a skipped variant, and
+    a graph a transform cannot take a failed one (common/variant_production.py).
+    """
 
     @records_user_errors
     def Do(
@@ -33,29 +33,33 @@ class Executor(base_executor.BaseExecutor):
         output_dict: dict[str, list[Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        frozen = single_artifact(input_dict["frozen_graph"], "frozen_graph")
         optimized = single_artifact(output_dict["optimized_graph"], "optimized_graph")
-        transforms = json.loads(exec_properties["transforms"])  # null: the defaults.
+        mode = exec_properties.get("mode") or DEFAULT_MODE
+        transforms = transforms_for(mode, json.loads(exec_properties["transforms"]))
         configs = json.loads(exec_properties["transform_configs"] or "{}")
-        signature = GraphSignature.load(frozen.uri)
-        result = optimize_graph(load_graph_def(frozen.uri), signature, transforms, configs)
-        write_optimized_graph(result, signature, optimized.uri)
-        fusions = next(
-            (e["details"] for e in result.transform_log if e["transform"] == "fuse_ops"), {}
-        )
-        set_variant_properties(
-            optimized,
-            variant_name=VARIANT_NAME,
-            model_format=FORMAT_GRAPHDEF,
+
+        def optimize(graph_uri: str, calibration: Any) -> Produced:
+            signature = GraphSignature.load(graph_uri)
+            result = optimize_graph(load_graph_def(graph_uri), signature, transforms, configs)
+            write_optimized_graph(result, signature, optimized.uri)
+            fusions = next(
+                (e["details"] for e in result.transform_log if e["transform"] == "fuse_ops"), {}
+            )
             # The variant is graph.pb; the SavedModel beside it is a servable copy of it.
-            size_bytes=directory_size_bytes(os.path.join(optimized.uri, GRAPH_FILENAME)),
-            extra={
-                "transforms": result.transforms,
-                "node_count_before": result.node_count_before,
-                "node_count_after": result.node_count_after,
-                "transform_seconds": round(result.seconds, 4),
-                "hardware_requirements": result.hardware_requirements,
-                "fusions": fusions.get("fusions", {}),
-                "reverted_onednn_only_fusions": fusions.get("reverted_onednn_only_fusions", {}),
-            },
-        )
+            size = directory_size_bytes(os.path.join(optimized.uri, GRAPH_FILENAME))
+            return (
+                FORMAT_GRAPHDEF,
+                size,
+                {
+                    "transforms": result.transforms,
+                    "node_count_before": result.node_count_before,
+                    "node_count_after": result.node_count_after,
+                    "transform_seconds": round(result.seconds, 4),
+                    "hardware_requirements": result.hardware_requirements,
+                    "fusions": fusions.get("fusions", {}),
+                    "reverted_onednn_only_fusions": fusions.get("reverted_onednn_only_fusions", {}),
+                },
+            )
+
+        job = VariantJob(PRODUCER, mode, MODES[mode].variant_name)
+        produce_variant(job, input_dict, optimized, exec_properties, optimize)

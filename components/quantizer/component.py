@@ -10,6 +10,7 @@ from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.artifacts import FrozenGraph, QuantizedModel
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
 from components.quantizer import executor
@@ -58,7 +59,7 @@ class Quantizer(base_component.BaseComponent):
         frozen_graph: channel.BaseChannel,
         mode: str,
         examples: channel.BaseChannel | None = None,
-        num_calibration: int = 200,
+        num_calibration: int = DEFAULT_NUM_CALIBRATION,
         inference_io_type: str = "float32",
         batch_sizes: Sequence[int] = (1, 8, 32),
         calibration_split: str = AUTO_CALIBRATION_SPLIT,

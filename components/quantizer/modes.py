@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.errors import UserInputError
 from components.common.signature import GraphSignature
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 class QuantizeSettings:
     """Knobs shared by the modes; each mode reads the ones it needs."""
 
-    num_calibration: int = 200
+    num_calibration: int = DEFAULT_NUM_CALIBRATION
     inference_io_type: str = "float32"  # TFLite int8 only: "float32" or "int8".
     batch_sizes: tuple[int, ...] = (1, 8, 32)  # TFLite: one static-batch model per size.
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.graph_io import save_graph_def
 from components.common.signature import GraphSignature
 
@@ -103,7 +104,7 @@ def quantize_onednn_int8(
     graph_def: tf.compat.v1.GraphDef,
     signature: GraphSignature,
     calibration_inputs: np.ndarray | Sequence[np.ndarray],
-    num_calibration: int = 200,
+    num_calibration: int = DEFAULT_NUM_CALIBRATION,
     *,
     batch_size: int = 16,
     check_kernels: bool = True,

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.errors import UserInputError
 from components.common.graph_io import load_graph_def, save_graph_def
 from components.common.signature import GraphSignature, TensorDescription
@@ -122,7 +123,7 @@ def quantize_to_tflite(
     mode: str,
     output_dir: str,
     calibration_inputs: np.ndarray | Sequence[np.ndarray] | None = None,
-    num_calibration: int = 200,
+    num_calibration: int = DEFAULT_NUM_CALIBRATION,
     inference_io_type: str = "float32",
     batch_size: int = 1,
     *,

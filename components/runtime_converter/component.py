@@ -9,6 +9,7 @@ from tfx.types import channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.artifacts import ConvertedModel, FrozenGraph
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
 from components.runtime_converter import executor
@@ -55,7 +56,7 @@ class RuntimeConverter(base_component.BaseComponent):
         frozen_graph: channel.BaseChannel,
         mode: str,
         examples: channel.BaseChannel | None = None,
-        num_calibration: int = 200,
+        num_calibration: int = DEFAULT_NUM_CALIBRATION,
         calibration_split: str = AUTO_CALIBRATION_SPLIT,
         eval_split: str = "eval",
         feed_settings: FeedSettings | None = None,

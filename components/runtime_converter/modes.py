@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.errors import UserInputError
 from components.common.signature import GraphSignature
 
@@ -40,7 +41,7 @@ ARTIFACT_TYPE = "ConvertedModel"
 class ConvertSettings:
     """Knobs shared by the modes; each mode reads the ones it needs."""
 
-    num_calibration: int = 200
+    num_calibration: int = DEFAULT_NUM_CALIBRATION
     timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
