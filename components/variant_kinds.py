@@ -143,10 +143,6 @@ def get_kind(name: str) -> VariantKind:
     raise ValueError(f"unknown variant kind {name!r}; known: {', '.join(kind_names())}")
 
 
-def kind_for_component(component_id: str) -> VariantKind | None:
-    return next((k for k in all_kinds() if k.component_id == component_id), None)
-
-
 @dataclasses.dataclass(frozen=True)
 class KindSelection:
     """The kinds a pipeline builds, and the ones it leaves out with the reason."""

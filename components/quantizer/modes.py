@@ -322,7 +322,3 @@ def _file_size(path: str) -> int:
     import tensorflow as tf
 
     return int(tf.io.gfile.stat(path).length)
-
-
-def calibration_required(modes: list[str]) -> bool:
-    return any(get_mode(m).needs_calibration for m in modes)
