@@ -3,7 +3,8 @@
 Timing belongs to one device, so the latency pass stays in one process; accuracy does
 not, so it is a Beam pipeline that scales out with `beam_pipeline_args` on a real
 runner (Dataflow, Flink, Spark) when the eval set is large. Each worker loads every
-variant once (`DoFn.setup`), turns a batch of serialized `tf.Example`s into each
+variant once (`DoFn.setup`; in the benchmark's own process it borrows the variants
+the harness loaded, see `share_loaded`), turns a batch of serialized `tf.Example`s into each
 variant's inputs (`feeds.ModelFeeder`: the same records feed the baseline and, through
 the preprocessing graph, a model core), runs all variants and emits mergeable counts
 per output (`tasks.Counts`), which one combiner sums:
@@ -23,6 +24,21 @@ import numpy as np
 
 from components.benchmarker.tasks import Counts, EvaluationPlan, is_degenerate
 from components.common.examples_io import PART_ALL
+
+# Variants the benchmark process holds already, by (format, uri). On Beam's in-process
+# DirectRunner the DoFn below runs in that same process and scores with them rather
+# than loading a second copy (which doubled the benchmark's memory). Workers of a
+# distributed runner find this empty and load their own.
+_RESIDENT: dict[tuple[str, str], Any] = {}
+
+
+def share_loaded(model_format: str, uri: str, variant: Any) -> None:
+    """Lets this process's accuracy pass use `variant` instead of loading it again."""
+    _RESIDENT[(model_format, uri)] = variant
+
+
+def unshare(model_format: str, uri: str) -> None:
+    _RESIDENT.pop((model_format, uri), None)
 
 
 def predict_in_batches(
@@ -90,12 +106,18 @@ class _PredictAndScore:
                 job = self._job
                 threads = job.settings.thread_settings()
                 self._loaded: dict[str, Any] = {}
+                self._owned: list[Any] = []  # Loaded here (not shared): released here.
                 self._errors: dict[str, str] = {}
                 for name, model_format, uri in job.variants:
+                    shared = _RESIDENT.get((model_format, uri))
+                    if shared is not None:
+                        self._loaded[name] = shared
+                        continue
                     try:
                         backend = backend_for(model_format).for_selection(job.settings.selection())
                         variant = backend.load(uri, threads, job.settings.device)
                         self._loaded[name] = variant
+                        self._owned.append(variant)
                     except Exception as error:  # Reported per variant; others still score.
                         self._errors[name] = f"{type(error).__name__}: {error}"
                 preprocessing = (
@@ -103,6 +125,12 @@ class _PredictAndScore:
                 )
                 self._feeder = ModelFeeder(job.settings.feed, preprocessing)
                 self._tasks = {p.output.name: p.task for p in job.plan.outputs}
+
+            def teardown(self) -> None:
+                for variant in getattr(self, "_owned", []):
+                    variant.release()
+                self._loaded = {}
+                self._owned = []
 
             def process(self, records: list[bytes]) -> Iterable[dict[str, Any]]:
                 from components.benchmarker.tasks import decode_labels

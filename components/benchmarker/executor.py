@@ -17,6 +17,7 @@ from components.benchmarker.harness import (
     VariantSpec,
     run_benchmark_in_subprocess,
 )
+from components.benchmarker.progress import ProgressDisplay
 from components.benchmarker.selection import (
     FAITHFULNESS_AGREEMENT,
     FAITHFULNESS_RELATIVE_ERROR,
@@ -203,6 +204,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     ),
                 ),
                 workdir,
+                display=ProgressDisplay(),
             )
         finished_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
         baseline_raw = next(v for v in raw["variants"] if v["name"] == baseline_name)

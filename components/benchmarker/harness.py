@@ -15,6 +15,7 @@ the result is JSON (see `run_benchmark`). Per variant, load time and first-call 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import resource
 import tempfile
@@ -83,6 +84,14 @@ class BenchmarkSettings:
     labels: LabelSettings = dataclasses.field(default_factory=LabelSettings)
     # "auto": the first visible GPU, else the CPU; or a device name such as "CPU:0".
     device: str = "auto"
+    # Judge every timing window for CPU starvation (contention.py) and retry or flag
+    # the starved ones. Off only where the kernel's counters cannot be trusted.
+    contention_check: bool = True
+    # What the loaded variants may hold at once, in bytes, by their runtimes' estimates
+    # (benchmarker/memory.py); None: what the machine and its container have available.
+    # Variants that do not fit beside the loaded ones are timed in a later group; one
+    # that cannot fit at all fails with the reason.
+    memory_budget_bytes: int | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -112,6 +121,8 @@ class BenchmarkSettings:
             problems.append(
                 f"throughput_batch_sizes must be positive, got {list(self.throughput_batch_sizes)}"
             )
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes < 1:
+            problems.append(f"memory_budget_bytes must be positive, got {self.memory_budget_bytes}")
         if self.max_eval_examples is not None and self.max_eval_examples < 1:
             problems.append(f"max_eval_examples must be at least 1, got {self.max_eval_examples}")
         if problems:
@@ -168,6 +179,8 @@ class BenchmarkRequest:
     baseline_signature: GraphSignature | None = None
     # The FrozenGraph artifact holding `preprocessing/`, when the signature was split.
     preprocessing_uri: str = ""
+    # Where the child appends progress events (progress.py); none when empty.
+    progress_path: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +194,7 @@ class BenchmarkRequest:
                 self.baseline_signature.to_json() if self.baseline_signature else None
             ),
             "preprocessing_uri": self.preprocessing_uri,
+            "progress_path": self.progress_path,
         }
 
     @classmethod
@@ -195,21 +209,13 @@ class BenchmarkRequest:
             accuracy_result_dir=value.get("accuracy_result_dir", ""),
             baseline_signature=GraphSignature.from_json(signature) if signature else None,
             preprocessing_uri=value.get("preprocessing_uri", ""),
+            progress_path=value.get("progress_path", ""),
         )
 
 
 def peak_rss_bytes() -> int:
     """This process's peak resident set size so far (Linux reports KiB)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-def current_rss_bytes() -> int:
-    """This process's resident set size now (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _configure_threads(settings: BenchmarkSettings) -> None:
@@ -225,14 +231,12 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     Must run in a process whose TensorFlow has not executed anything yet (thread settings).
     """
     from components.benchmarker import stats
-    from components.benchmarker.accuracy import AccuracyJob, run_accuracy_pipeline
+    from components.benchmarker.progress import ProgressWriter
     from components.benchmarker.tasks import plan_evaluation
-    from components.common.examples_io import read_records, resolve_calibration, split_files
+    from components.common.examples_io import read_records, resolve_calibration
     from components.common.feeds import ExampleRecords, ModelFeeder, check_feature_map
     from components.common.preprocessing import Preprocessing
     from components.runtimes import backend_for, select_device, visible_gpus
-    from components.runtimes.null import FORMAT_NULL
-    from components.runtimes.preprocessing import FORMAT_PREPROCESSING
 
     _configure_threads(request.settings)
     device = select_device(request.settings.device, visible_gpus())
@@ -265,135 +269,110 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     feeder.inputs(baseline_signature, timing_records)
     plan = plan_evaluation(baseline_signature.outputs, settings.labels, timing_records)
 
-    results: dict[str, dict[str, Any]] = {}
-    loaded: dict[str, Any] = {}
-    signatures: dict[str, GraphSignature] = {}
-    for spec in request.variants:
-        result: dict[str, Any] = {
-            "name": spec.name,
-            "format": spec.model_format,
-            "uri": spec.uri,
-            "artifact_id": spec.artifact_id,
-            "status": spec.status,
-            "failure_reason": spec.failure_reason,
-            "properties": spec.properties,
-        }
-        results[spec.name] = result
-        if spec.status != STATUS_OK:
-            continue
-        if spec.model_format not in (FORMAT_NULL, FORMAT_PREPROCESSING):
-            result["size_bytes"] = directory_size_bytes(spec.uri)
-        try:
-            backend = backend_for(spec.model_format).for_selection(settings.selection())
-            signature = (
-                baseline_signature
-                if spec.name == baseline.name
-                else backend.signature(spec.uri, settings.signature_key)
-            )
-            rss_before = current_rss_bytes()
-            started = time.perf_counter()
-            variant = backend.load(spec.uri, threads, settings.device)
-            result["load_s"] = time.perf_counter() - started
-            first_input = variant.prepare(
-                feeder.inputs(signature, timing_records.head(variant.fixed_batch_size or 1))
-            )
-            started = time.perf_counter()
-            variant.run(first_input)
-            result["first_call_s"] = time.perf_counter() - started
-            # Resident memory the variant added by loading and running once. Peak RSS
-            # cannot be split per variant in one process; the process peak is reported too.
-            result["peak_rss_growth_bytes"] = max(0, current_rss_bytes() - rss_before)
-            result["runtime"] = variant.describe()
-            result["device"] = variant.device
-            loaded[spec.name] = variant
-            signatures[spec.name] = signature
-        except UserInputError:
-            raise
-        except Exception as error:  # A variant that cannot load is a failed row, not a crash.
-            result["status"] = STATUS_FAILED
-            result["failure_reason"] = f"load failed: {type(error).__name__}: {error}"[:2000]
-
-    # Accuracy pass: a Beam pipeline over the whole split (LoadGen's accuracy mode is
-    # also a separate run from its performance mode).
-    scored = [
-        name
-        for name in loaded
-        if results[name]["format"] not in (FORMAT_NULL, FORMAT_PREPROCESSING)
-    ]
-    accuracy_job = AccuracyJob(
-        variants=tuple((name, results[name]["format"], results[name]["uri"]) for name in scored),
-        signatures={name: signatures[name] for name in scored},
-        baseline_name=baseline.name,
-        plan=plan,
-        settings=settings,
-        preprocessing_uri=request.preprocessing_uri or None,
-        part=calibration.evaluation_part,
-        where=where,
-    )
-    with tempfile.TemporaryDirectory(prefix="accuracy-") as accuracy_dir:
-        accuracy = run_accuracy_pipeline(
-            accuracy_job,
-            split_files(request.examples_uri, settings.split),
-            result_dir=request.accuracy_result_dir or accuracy_dir,
-            limit=settings.max_eval_examples,
-            beam_pipeline_args=request.beam_pipeline_args,
-        )
-    for name, summary in accuracy.items():
-        if "error" in summary:
-            results[name]["status"] = STATUS_FAILED
-            results[name]["failure_reason"] = f"inference failed: {summary['error']}"[:2000]
-        else:
-            results[name].update(summary)
-    loaded = {n: v for n, v in loaded.items() if results[n]["status"] == STATUS_OK}
-    eval_examples = accuracy.get(baseline.name, {}).get("eval_examples", 0)
-
+    results = {spec.name: _result_row(spec) for spec in request.variants}
+    progress = ProgressWriter(request.progress_path)
+    runnable = sum(spec.status == STATUS_OK for spec in request.variants)
+    # Per variant: its load and its timing scenarios; one accuracy pass per group.
+    progress.plan(runnable * (2 + len(settings.throughput_batch_sizes)) + 1)
     criterion = stats.StabilityCriterion(
         cv_threshold=settings.cv_threshold,
         min_windows=settings.min_windows,
         max_windows=settings.max_windows,
         time_budget_s=settings.time_budget_s,
     )
-
-    def inputs_for(name: str, batch_size: int) -> list[np.ndarray]:
-        return feeder.inputs(signatures[name], batch_records[batch_size])
-
     batch_records = {
         size: timing_records.head(size) for size in {1, *settings.throughput_batch_sizes}
     }
-    single_stream = {n: v for n, v in loaded.items() if v.supports_batch(1)}
-    latency = _measure_batch(
-        single_stream, inputs_for, 1, settings.latency_window_size, settings, criterion, results
+    context = _RunContext(
+        settings=settings,
+        threads=threads,
+        feeder=feeder,
+        timing_records=timing_records,
+        batch_records=batch_records,
+        baseline_name=baseline.name,
+        baseline_signature=baseline_signature,
+        criterion=criterion,
+        results=results,
+        progress=progress,
     )
-    for name, measurement in latency.items():
-        results[name]["latency"] = measurement.to_json()
 
-    for batch_size in settings.throughput_batch_sizes:
-        runnable = {n: v for n, v in loaded.items() if v.supports_batch(batch_size)}
-        measured = _measure_batch(
-            runnable,
-            inputs_for,
-            batch_size,
-            settings.throughput_window_size,
-            settings,
-            criterion,
-            results,
+    # Variants are loaded, scored and timed in groups that fit in memory, and released
+    # before the next group loads. On the embedded default and most models every
+    # variant fits and there is one group: all are timed interleaved, as drift demands.
+    # The baseline stays loaded throughout (each group's faithfulness is judged against
+    # its outputs) but is timed with the first group only.
+    pending = [spec for spec in request.variants if spec.status == STATUS_OK]
+    pending.sort(key=lambda spec: spec.name != baseline.name)
+    signatures: dict[str, GraphSignature] = {}
+    baseline_loaded: dict[str, Any] = {}
+    accuracy_summaries: dict[str, dict[str, Any]] = {}
+    described: dict[str, Any] = {}
+    baseline_estimate = 0
+    first_group = True
+    group_index = 0
+    while pending:
+        group: dict[str, Any] = {}
+        held = baseline_estimate
+        while pending:
+            spec = pending[0]
+            need, reason = _memory_need(spec, settings, held)
+            if reason and any(name != baseline.name for name in group):
+                break  # Time what is loaded, release it, then try this one again.
+            pending.pop(0)
+            if reason:
+                results[spec.name]["status"] = STATUS_FAILED
+                results[spec.name]["failure_reason"] = reason
+                progress.step("not loaded (memory)", spec.name)
+                continue
+            variant, signature = _load(spec, context)
+            progress.step(
+                "loaded" if variant is not None else "failed to load",
+                spec.name,
+                f"in {results[spec.name]['load_s']:.1f}s" if variant is not None else "",
+            )
+            if variant is not None:
+                group[spec.name] = variant
+                signatures[spec.name] = signature
+                results[spec.name]["timing_group"] = group_index
+                held += need
+                if spec.name == baseline.name:
+                    baseline_loaded[spec.name] = variant
+                    baseline_estimate = need
+        if not group:
+            break
+        scored = {**baseline_loaded, **group}
+        if not first_group:
+            progress.add(1)  # This group's accuracy pass.
+        accuracy_summaries.update(
+            _accuracy_pass(request, context, plan, calibration, scored, signatures, first_group)
         )
-        loaded = {n: v for n, v in loaded.items() if results[n]["status"] == STATUS_OK}
-        for name in loaded:
-            entry = results[name].setdefault("throughput", {})
-            if name in measured:
-                summary = measured[name].summary
-                entry[str(batch_size)] = {
-                    "images_per_s": stats.throughput_images_per_s(batch_size, summary),
-                    "p50_ms": summary.p50_ms,
-                    "stable": measured[name].stable,
-                }
-            else:
-                entry[str(batch_size)] = None  # The variant is compiled for another batch size.
-    for name, variant in loaded.items():
-        # Again, after every scenario ran: runtimes that compile per scenario (OpenVINO's
-        # throughput model) can only say then what they chose.
-        results[name]["runtime"] = variant.describe()
+        progress.step("accuracy", detail=f"of {len(scored)} variants")
+        timed = {
+            n: v
+            for n, v in group.items()
+            if results[n]["status"] == STATUS_OK and (first_group or n != baseline.name)
+        }
+        _time_group(timed, signatures, context)
+        for name, variant in group.items():
+            # After every scenario ran: runtimes that compile per scenario (OpenVINO's
+            # throughput model) can only say then what they chose.
+            if results[name]["status"] == STATUS_OK:
+                described[name] = variant.describe()
+            if name not in baseline_loaded:
+                _release(variant, results[name])
+        # Drop every reference, so the memory is free before the next group loads.
+        group.clear()
+        del scored, timed
+        gc.collect()
+        first_group = False
+        group_index += 1
+    for name, variant in baseline_loaded.items():
+        _release(variant, results[name])
+    progress.plan(0)  # Failed variants skip their scenarios: the run is complete.
+    baseline_loaded.clear()
+    eval_examples = accuracy_summaries.get(baseline.name, {}).get("eval_examples", 0)
+    for name, description in described.items():
+        results[name]["runtime"] = description
     from components.benchmarker.fingerprint import collect_fingerprint
 
     machine = collect_fingerprint(
@@ -423,6 +402,230 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass
+class _RunContext:
+    """What every group of one benchmark run shares."""
+
+    settings: BenchmarkSettings
+    threads: Any  # runtimes.ThreadSettings
+    feeder: Any  # feeds.ModelFeeder
+    timing_records: Any  # feeds.ExampleRecords
+    batch_records: dict[int, Any]
+    baseline_name: str
+    baseline_signature: GraphSignature
+    criterion: Any  # stats.StabilityCriterion
+    results: dict[str, dict[str, Any]]
+    progress: Any  # progress.ProgressWriter
+
+
+def _result_row(spec: VariantSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "format": spec.model_format,
+        "uri": spec.uri,
+        "artifact_id": spec.artifact_id,
+        "status": spec.status,
+        "failure_reason": spec.failure_reason,
+        "properties": spec.properties,
+    }
+
+
+def _is_model(model_format: str) -> bool:
+    from components.runtimes.null import FORMAT_NULL
+    from components.runtimes.preprocessing import FORMAT_PREPROCESSING
+
+    return model_format not in (FORMAT_NULL, FORMAT_PREPROCESSING)
+
+
+def _memory_need(spec: VariantSpec, settings: BenchmarkSettings, held: int) -> tuple[int, str]:
+    """`spec`'s estimated need, and the refusal when it does not fit beside `held` bytes."""
+    from components.benchmarker import memory
+    from components.runtimes import backend_for
+
+    if not _is_model(spec.model_format):
+        return 0, ""
+    size = directory_size_bytes(spec.uri)
+    factor = backend_for(spec.model_format).memory_per_artifact_byte
+    need = memory.estimate_load_bytes(factor, size)
+    room, source = memory.available_bytes(settings.memory_budget_bytes, held)
+    if need <= room:
+        return need, ""
+    return need, memory.refusal(spec.name, need, size, factor, room, source)
+
+
+def _load(spec: VariantSpec, context: _RunContext) -> tuple[Any, GraphSignature | None]:
+    """Loads a variant and runs it once; a failure becomes its row's reason."""
+    from components.benchmarker.memory import current_rss_bytes
+    from components.runtimes import backend_for
+
+    settings, result = context.settings, context.results[spec.name]
+    if _is_model(spec.model_format):
+        result["size_bytes"] = directory_size_bytes(spec.uri)
+    try:
+        backend = backend_for(spec.model_format).for_selection(settings.selection())
+        signature = (
+            context.baseline_signature
+            if spec.name == context.baseline_name
+            else backend.signature(spec.uri, settings.signature_key)
+        )
+        rss_before = current_rss_bytes()
+        started = time.perf_counter()
+        variant = backend.load(spec.uri, context.threads, settings.device)
+        result["load_s"] = time.perf_counter() - started
+        first_input = variant.prepare(
+            context.feeder.inputs(
+                signature, context.timing_records.head(variant.fixed_batch_size or 1)
+            )
+        )
+        started = time.perf_counter()
+        variant.run(first_input)
+        result["first_call_s"] = time.perf_counter() - started
+        # What this process grew by: not the variant's footprint (the allocator reuses
+        # what earlier variants freed), and named so in the report.
+        result["rss_growth_bytes"] = max(0, current_rss_bytes() - rss_before)
+        result["runtime"] = variant.describe()
+        result["device"] = variant.device
+    except UserInputError:
+        raise
+    except Exception as error:  # A variant that cannot load is a failed row, not a crash.
+        result["status"] = STATUS_FAILED
+        result["failure_reason"] = f"load failed: {type(error).__name__}: {error}"[:2000]
+        return None, None
+    return variant, signature
+
+
+def _accuracy_pass(
+    request: BenchmarkRequest,
+    context: _RunContext,
+    plan: Any,
+    calibration: Any,
+    loaded: dict[str, Any],
+    signatures: dict[str, GraphSignature],
+    first_group: bool,
+) -> dict[str, dict[str, Any]]:
+    """Scores one group (with the baseline) over the whole split; updates their rows.
+
+    A Beam pipeline (LoadGen's accuracy mode is also a separate run from its performance
+    mode). In this process it borrows the loaded variants instead of loading copies.
+    """
+    from components.benchmarker.accuracy import (
+        AccuracyJob,
+        run_accuracy_pipeline,
+        share_loaded,
+        unshare,
+    )
+    from components.common.examples_io import split_files
+
+    settings, results = context.settings, context.results
+    scored = [name for name in loaded if _is_model(results[name]["format"])]
+    job = AccuracyJob(
+        variants=tuple((name, results[name]["format"], results[name]["uri"]) for name in scored),
+        signatures={name: signatures[name] for name in scored},
+        baseline_name=context.baseline_name,
+        plan=plan,
+        settings=settings,
+        preprocessing_uri=request.preprocessing_uri or None,
+        part=calibration.evaluation_part,
+        where=request.examples_uri,
+    )
+    for name in scored:
+        share_loaded(results[name]["format"], results[name]["uri"], loaded[name])
+    try:
+        with tempfile.TemporaryDirectory(prefix="accuracy-") as accuracy_dir:
+            accuracy = run_accuracy_pipeline(
+                job,
+                split_files(request.examples_uri, settings.split),
+                result_dir=request.accuracy_result_dir or accuracy_dir,
+                limit=settings.max_eval_examples,
+                beam_pipeline_args=request.beam_pipeline_args,
+            )
+    finally:
+        for name in scored:
+            unshare(results[name]["format"], results[name]["uri"])
+    if not first_group:
+        # The same records, the same baseline: its figures are the first group's.
+        accuracy.pop(context.baseline_name, None)
+    for name, summary in accuracy.items():
+        if "error" in summary:
+            results[name]["status"] = STATUS_FAILED
+            results[name]["failure_reason"] = f"inference failed: {summary['error']}"[:2000]
+        else:
+            results[name].update(summary)
+    return accuracy
+
+
+def _time_group(
+    loaded: dict[str, Any], signatures: dict[str, GraphSignature], context: _RunContext
+) -> None:
+    """Latency at batch 1, then throughput at each batch size, interleaved in the group."""
+    from components.benchmarker import stats
+
+    settings, results = context.settings, context.results
+    loaded = dict(loaded)
+
+    def inputs_for(name: str, batch_size: int) -> list[np.ndarray]:
+        return context.feeder.inputs(signatures[name], context.batch_records[batch_size])
+
+    def reporter(scenario: str) -> Callable[[str, str], None]:
+        reported: set[str] = set()  # A retry after a failing variant settles some again.
+
+        def settled(name: str, stop_reason: str) -> None:
+            if name not in reported:
+                reported.add(name)
+                context.progress.step(scenario, name, stop_reason.replace("_", " "))
+
+        return settled
+
+    single_stream = {n: v for n, v in loaded.items() if v.supports_batch(1)}
+    latency = _measure_batch(
+        single_stream,
+        inputs_for,
+        1,
+        settings.latency_window_size,
+        settings,
+        context.criterion,
+        results,
+        on_settled=reporter("latency"),
+    )
+    for name, measurement in latency.items():
+        results[name]["latency"] = measurement.to_json()
+    loaded = {n: v for n, v in loaded.items() if results[n]["status"] == STATUS_OK}
+    for batch_size in settings.throughput_batch_sizes:
+        runnable = {n: v for n, v in loaded.items() if v.supports_batch(batch_size)}
+        measured = _measure_batch(
+            runnable,
+            inputs_for,
+            batch_size,
+            settings.throughput_window_size,
+            settings,
+            context.criterion,
+            results,
+            on_settled=reporter(f"throughput at batch {batch_size}"),
+        )
+        loaded = {n: v for n, v in loaded.items() if results[n]["status"] == STATUS_OK}
+        for name in loaded:
+            entry = results[name].setdefault("throughput", {})
+            if name in measured:
+                summary = measured[name].summary
+                entry[str(batch_size)] = {
+                    "images_per_s": stats.throughput_images_per_s(batch_size, summary),
+                    "p50_ms": summary.p50_ms,
+                    "stable": measured[name].stable,
+                    "contaminated": measured[name].contaminated,
+                    "contaminated_windows": measured[name].contaminated_windows,
+                }
+            else:
+                entry[str(batch_size)] = None  # The variant is compiled for another batch size.
+
+
+def _release(variant: Any, result: dict[str, Any]) -> None:
+    """Frees a variant before the next group loads; a failing release is recorded."""
+    try:
+        variant.release()
+    except Exception as error:  # The figures are taken; a leak must not lose them.
+        result.setdefault("warnings", []).append(f"release failed: {error}")
+
+
 def _measure_batch(
     loaded: dict[str, Any],
     inputs_for: Callable[[str, int], list[np.ndarray]],
@@ -431,6 +634,7 @@ def _measure_batch(
     settings: BenchmarkSettings,
     criterion: Any,
     results: dict[str, dict[str, Any]],
+    on_settled: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Interleaved timing of every variant at one batch size.
 
@@ -440,7 +644,9 @@ def _measure_batch(
     are measured again.
     """
     from components.benchmarker import stats
+    from components.benchmarker.contention import ContentionMonitor
 
+    monitor = ContentionMonitor(settings.intra_op_threads) if settings.contention_check else None
     calls = {}
     for name, variant in loaded.items():
         prepared = variant.prepare(inputs_for(name, batch_size))
@@ -453,6 +659,8 @@ def _measure_batch(
                 warmup_calls=settings.warmup_calls,
                 window_size={n: window_sizes[n] for n in calls},
                 criterion=criterion,
+                monitor=monitor,
+                on_settled=on_settled,
             )
         except stats.VariantCallError as error:
             results[error.variant]["status"] = STATUS_FAILED
@@ -496,21 +704,34 @@ class HarnessCrashed(RuntimeError):
 
 
 def run_benchmark_in_subprocess(
-    request: BenchmarkRequest, workdir: str, timeout_s: float | None = None
+    request: BenchmarkRequest,
+    workdir: str,
+    timeout_s: float | None = None,
+    display: Any = None,
 ) -> dict[str, Any]:
     """Runs `run_benchmark` in a fresh Python process and returns its JSON result.
 
     A fresh process, because TF's thread pools are fixed by the first op that runs.
+    With a `display` (progress.ProgressDisplay), the child's progress is shown live.
     """
+    import contextlib
+
+    from components.benchmarker.progress import follow_progress
     from components.common.isolation import run_isolated
 
-    outcome = run_isolated(
-        "components.benchmarker.harness:run_benchmark_json",
-        {"request": request.to_json()},
-        workdir,
-        timeout_s=timeout_s,
-        name="benchmark",
-    )
+    following: Any = contextlib.nullcontext()
+    if display is not None:
+        progress_path = os.path.join(workdir, "progress.jsonl")
+        request = dataclasses.replace(request, progress_path=progress_path)
+        following = follow_progress(progress_path, display)
+    with following:
+        outcome = run_isolated(
+            "components.benchmarker.harness:run_benchmark_json",
+            {"request": request.to_json()},
+            workdir,
+            timeout_s=timeout_s,
+            name="benchmark",
+        )
     outcome.raise_user_error()  # Bad input, e.g. examples that do not fit the model.
     if not outcome.ok:
         raise HarnessCrashed(outcome.failure("the benchmark process"))

@@ -570,7 +570,7 @@ def _results_table(
     headers += ["agree" if faithfulness == "agreement" else "rel.err", "max|diff|"]
     headers += [f"img/s@{b}" for b in batch_sizes] + ["format", "size"]
     if detailed:
-        headers += ["peak RSS growth", "load s", "first call s"]
+        headers += ["RSS growth (shared)", "load s", "first call s"]
     rows = []
     for row in report["variants"]:
         summary = _summary(row)
@@ -603,14 +603,18 @@ def _results_table(
         cells.append(_fmt_sci(row.get("max_abs_diff")))
         throughput = row.get("throughput_images_per_s") or {}
         stable = row.get("throughput_stable") or {}
+        starved = row.get("throughput_contaminated") or {}
         for batch in batch_sizes:
             text = _fmt(throughput.get(str(batch)))
-            unstable = stable.get(str(batch)) is False
-            cells.append(text + ((" (unstable)" if detailed else "?") if unstable else ""))
+            if starved.get(str(batch)):
+                text += " (starved)" if detailed else "!"
+            elif stable.get(str(batch)) is False:
+                text += " (unstable)" if detailed else "?"
+            cells.append(text)
         cells += [row.get("format") or "", _fmt_bytes(row.get("size_bytes"))]
         if detailed:
             cells += [
-                _fmt_bytes(row.get("peak_rss_bytes")),
+                _fmt_bytes(row.get("rss_growth_bytes")),
                 _fmt(row.get("load_s")),
                 _fmt(row.get("first_call_s")),
             ]
@@ -1029,8 +1033,11 @@ def _stable_text(row: Mapping[str, Any]) -> str:
     latency = row.get("latency")
     if not latency:
         return ""
+    if latency.get("contaminated"):
+        return "NO (starved)"
+    retried = latency.get("contaminated_windows") or 0
     if latency.get("stable"):
-        return "yes"
+        return f"yes ({retried} retried)" if retried else "yes"
     cv = latency.get("cv")
     return f"NO (cv {cv:.3f})" if cv is not None else "NO"
 
@@ -1102,6 +1109,19 @@ def _measurement_warnings(variants: Sequence[VariantResult]) -> list[str]:
                 f"latency of {variant.name} never settled (CV {cv_text} after "
                 f"{variant.latency.windows} windows, stopped by {variant.latency.stop_reason}); "
                 f"its numbers are shown but it cannot be blessed"
+            )
+        if variant.latency is not None and variant.latency.contaminated:
+            reasons = "; ".join(variant.latency.contention.get("reasons") or [])
+            warnings.append(
+                f"latency of {variant.name} was timed while other load starved it of CPU "
+                f"({variant.latency.contaminated_windows} window(s): {reasons}); it cannot be "
+                f"blessed: rerun on a quiet machine"
+            )
+        starved = sorted(b for b, bad in variant.throughput_contaminated.items() if bad)
+        if starved:
+            warnings.append(
+                f"throughput of {variant.name} was starved of CPU by other load at batch "
+                f"sizes {', '.join(map(str, starved))}"
             )
         unstable = sorted(b for b, stable in variant.throughput_stable.items() if not stable)
         if unstable:

@@ -23,6 +23,10 @@ The rules, in order:
      are no labels; a variant without the metric while the baseline has it is excluded.
    * **stability**: its latency measurement settled (see `stats.measure_interleaved`);
      an unsettled latency cannot rank anything. `require_stable=False` lifts this.
+   * **uncontaminated**: its timing (latency, or throughput at the objective's batch
+     size) was not starved of CPU by other load (see `contention.py`). A contaminated
+     figure describes the neighbour, not the variant; `require_stable=False` does not
+     lift this.
    * **p99 ceiling**: its p99 is at most `max_p99_ms`, when given.
    * **objective measured**: it has the latency (or throughput at the chosen batch size)
      the objective needs.
@@ -69,6 +73,7 @@ EXCLUDED_DISAGREES = "disagrees_with_baseline"
 EXCLUDED_ACCURACY = "accuracy_drop"
 EXCLUDED_NO_ACCURACY = "no_accuracy"
 EXCLUDED_UNSTABLE = "unstable"
+EXCLUDED_CONTAMINATED = "contaminated"
 EXCLUDED_P99 = "p99_above_ceiling"
 EXCLUDED_NO_OBJECTIVE = "objective_not_measured"
 EXCLUDED_NOT_CANDIDATE = "baseline_not_candidate"
@@ -165,13 +170,15 @@ class VariantResult:
     latency_batch_size: int = 1
     throughput_images_per_s: dict[int, float] = dataclasses.field(default_factory=dict)
     throughput_stable: dict[int, bool] = dataclasses.field(default_factory=dict)
+    # Batch sizes whose throughput timing was starved by other load (contention.py).
+    throughput_contaminated: dict[int, bool] = dataclasses.field(default_factory=dict)
     metrics: dict[str, float | None] = dataclasses.field(default_factory=dict)
     agreement: float | None = None
     relative_error: float | None = None
     max_abs_diff: float | None = None
     faithfulness: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
     size_bytes: int | None = None
-    peak_rss_bytes: int | None = None
+    rss_growth_bytes: int | None = None
     load_s: float | None = None
     first_call_s: float | None = None
     device: str | None = None
@@ -216,13 +223,16 @@ class VariantResult:
             "throughput_stable": {
                 str(batch): value for batch, value in sorted(self.throughput_stable.items())
             },
+            "throughput_contaminated": {
+                str(batch): value for batch, value in sorted(self.throughput_contaminated.items())
+            },
             "metrics": dict(self.metrics),
             "agreement": self.agreement,
             "relative_error": self.relative_error,
             "max_abs_diff": self.max_abs_diff,
             "faithfulness": {k: dict(v) for k, v in self.faithfulness.items()},
             "size_bytes": self.size_bytes,
-            "peak_rss_bytes": self.peak_rss_bytes,
+            "rss_growth_bytes": self.rss_growth_bytes,
             "load_s": self.load_s,
             "first_call_s": self.first_call_s,
             "details": self.details,
@@ -247,13 +257,17 @@ class VariantResult:
             throughput_stable={
                 int(batch): bool(v) for batch, v in (value.get("throughput_stable") or {}).items()
             },
+            throughput_contaminated={
+                int(batch): bool(v)
+                for batch, v in (value.get("throughput_contaminated") or {}).items()
+            },
             metrics=dict(value.get("metrics") or {}),
             agreement=value.get("agreement"),
             relative_error=value.get("relative_error"),
             max_abs_diff=value.get("max_abs_diff"),
             faithfulness=dict(value.get("faithfulness") or {}),
             size_bytes=value.get("size_bytes"),
-            peak_rss_bytes=value.get("peak_rss_bytes"),
+            rss_growth_bytes=value.get("rss_growth_bytes"),
             load_s=value.get("load_s"),
             first_call_s=value.get("first_call_s"),
             device=value.get("device"),
@@ -268,18 +282,20 @@ class VariantResult:
         """Reads one entry of `harness.run_benchmark(...)["variants"]`.
 
         There, throughput is `{batch: {"images_per_s", "stable", ...} | None}`, the
-        latency summary is flattened into `latency`, RSS is `peak_rss_growth_bytes`,
+        latency summary is flattened into `latency`, RSS is `rss_growth_bytes`,
         the size sits in the artifact's `properties`, and `faithfulness` is per output
         (`primary_output` names the one flattened into agreement/relative_error).
         """
         throughput: dict[int, float] = {}
         throughput_stable: dict[int, bool] = {}
+        throughput_contaminated: dict[int, bool] = {}
         for batch, entry in (value.get("throughput") or {}).items():
             if entry is None:  # The variant is compiled for another batch size.
                 continue
             throughput[int(batch)] = float(entry["images_per_s"])
             if entry.get("stable") is not None:
                 throughput_stable[int(batch)] = bool(entry["stable"])
+            throughput_contaminated[int(batch)] = bool(entry.get("contaminated", False))
         properties = value.get("properties") or {}
         latency = value.get("latency")
         details = {
@@ -300,13 +316,14 @@ class VariantResult:
             latency=MeasurementResult.from_json(latency) if latency else None,
             throughput_images_per_s=throughput,
             throughput_stable=throughput_stable,
+            throughput_contaminated=throughput_contaminated,
             metrics=dict(value.get("metrics") or {}),
             agreement=primary.get("agreement"),
             relative_error=primary.get("relative_error"),
             max_abs_diff=max(diffs) if diffs else None,
             faithfulness=faithfulness,
             size_bytes=value.get("size_bytes", properties.get("size_bytes")),
-            peak_rss_bytes=value.get("peak_rss_bytes", value.get("peak_rss_growth_bytes")),
+            rss_growth_bytes=value.get("rss_growth_bytes"),
             load_s=value.get("load_s"),
             first_call_s=value.get("first_call_s"),
             device=value.get("device"),
@@ -606,6 +623,18 @@ def _judge(
         and result.throughput_stable.get(objective_batch) is False
     ):
         exclude(EXCLUDED_UNSTABLE, f"unstable throughput at batch {objective_batch}")
+    if result.latency is not None and result.latency.contaminated:
+        exclude(EXCLUDED_CONTAMINATED, _contamination_reason("latency", result.latency))
+    if (
+        objective == "throughput"
+        and objective_batch is not None
+        and result.throughput_contaminated.get(objective_batch)
+    ):
+        exclude(
+            EXCLUDED_CONTAMINATED,
+            f"throughput at batch {objective_batch} was timed while other load starved it "
+            f"of CPU; rerun on a quiet machine",
+        )
     if max_p99_ms is not None:
         if summary is None:
             exclude(EXCLUDED_NO_OBJECTIVE, "no latency measured to check the p99 ceiling")
@@ -636,6 +665,15 @@ def _judge(
         reasons=tuple(reasons),
         objective_value=objective_value,
         accuracy_drop=metric_drop,
+    )
+
+
+def _contamination_reason(what: str, measurement: MeasurementResult) -> str:
+    reasons = "; ".join(measurement.contention.get("reasons") or []) or "other load"
+    return (
+        f"{what} timing contaminated: {measurement.contaminated_windows} window(s) were "
+        f"starved of CPU ({reasons}) and no settled figure was left within the time "
+        f"budget; rerun on a quiet machine or a node of its own"
     )
 
 

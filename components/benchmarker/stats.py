@@ -159,6 +159,11 @@ class MeasurementResult:
     * `cv`: CV of the last `min_windows` window medians (`math.inf` with < 2 windows).
     * `elapsed_s`: wall time from the first measuring round's start to the end of
       this variant's last window (warm-up excluded).
+    * `contaminated_windows`: windows thrown away because the variant did not get the
+      CPU it asked for (contention.py); their medians and reasons are in
+      `contention`. They count towards no verdict and are retried within the time
+      budget. `contaminated`: the variant never settled on clean windows while some
+      were contaminated, so its figures describe a starved process, not the variant.
     """
 
     summary: LatencySummary
@@ -171,6 +176,10 @@ class MeasurementResult:
     window_size: int
     elapsed_s: float
     stop_reason: StopReason
+    contaminated_windows: int = 0
+    contaminated: bool = False
+    # The contaminated windows: {"medians_ms": [...], "reasons": [...], "worst": {...}}.
+    contention: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self, include_samples: bool = True) -> dict[str, Any]:
         """A JSON-safe dict (a non-finite `cv` becomes None)."""
@@ -184,6 +193,9 @@ class MeasurementResult:
             "window_size": self.window_size,
             "elapsed_s": self.elapsed_s,
             "stop_reason": self.stop_reason,
+            "contaminated_windows": self.contaminated_windows,
+            "contaminated": self.contaminated,
+            "contention": self.contention,
         }
         if include_samples:
             value["samples_ms"] = list(self.samples_ms)
@@ -211,6 +223,9 @@ class MeasurementResult:
             window_size=int(value.get("window_size", default_window_size)),
             elapsed_s=float(value.get("elapsed_s", 0.0)),
             stop_reason=value.get("stop_reason", "unknown"),
+            contaminated_windows=int(value.get("contaminated_windows", 0)),
+            contaminated=bool(value.get("contaminated", False)),
+            contention=dict(value.get("contention") or {}),
         )
 
 
@@ -242,6 +257,8 @@ def measure_interleaved(
     criterion: StabilityCriterion,
     clock: Callable[[], float] = time.perf_counter,
     on_window: Callable[[str, int, float], None] | None = None,
+    monitor: Any = None,
+    on_settled: Callable[[str, StopReason], None] | None = None,
 ) -> dict[str, MeasurementResult]:
     """Measures every variant's per-call latency in interleaved rounds until each settles.
 
@@ -249,17 +266,23 @@ def measure_interleaved(
        order (first-call compilation belongs here, not in the steady state).
     2. Rounds: round r takes the variant names rotated left by r and, in that order,
        runs one window of `window_size` (an int, or one per variant name) separately
-       timed calls of every variant that
-       has not stopped yet. After its window a variant stops when it is stable (see
-       `is_stable`) or has run `criterion.max_windows` windows.
-    3. The loop ends when every variant has stopped, or when `criterion.time_budget_s`
+       timed calls of every variant that has not stopped yet.
+    3. With a `monitor` (contention.ContentionMonitor), each window is judged: did the
+       variant get the CPU it asked for? A window shorter than contention.MIN_JUDGED_S
+       is judged over its whole round (the kernel counts in 10 ms ticks). A
+       contaminated window is set aside and retried in later rounds; it counts towards
+       neither stability nor `max_windows`.
+    4. After each round a variant stops when its clean windows are stable (see
+       `is_stable`) or it has run `criterion.max_windows` clean windows.
+    5. The loop ends when every variant has stopped, or when `criterion.time_budget_s`
        has passed since the first round began (checked after each whole round, so every
        live variant gets the same number of windows); the rest stop with
        `stop_reason="time_budget"` and `stable=False`.
 
     `clock` returns seconds (injected so tests can drive synthetic timings);
-    `on_window(name, window_index, median_ms)` is called after every window (progress
-    logging). Raises VariantCallError naming the variant whose callable raised.
+    `on_window(name, window_index, median_ms)` is called after every clean window and
+    `on_settled(name, stop_reason)` when a variant stops (progress reporting). Raises
+    VariantCallError naming the variant whose callable raised.
     """
     if not variants:
         raise ValueError("measure_interleaved needs at least one variant.")
@@ -272,6 +295,7 @@ def measure_interleaved(
         raise ValueError(f"window_size must be >= 1, got {window_size}.")
     if warmup_calls < 0:
         raise ValueError(f"warmup_calls must be >= 0, got {warmup_calls}.")
+    from components.benchmarker.contention import MIN_JUDGED_S
 
     names = list(variants)
     for name in names:
@@ -284,48 +308,114 @@ def measure_interleaved(
 
     samples: dict[str, list[float]] = {name: [] for name in names}
     medians: dict[str, list[float]] = {name: [] for name in names}
+    # Contaminated windows: their samples (a fallback summary), medians and verdicts.
+    spoiled_samples: dict[str, list[float]] = {name: [] for name in names}
+    spoiled: dict[str, list[tuple[float, Any]]] = {name: [] for name in names}
     stop_reasons: dict[str, StopReason] = {}
     elapsed: dict[str, float] = {}
     rounds_start = clock()
     round_index = 0
     while len(stop_reasons) < len(names):
+        round_before = monitor.sample() if monitor is not None else None
+        windows: list[tuple[str, list[float], Any]] = []
         for name in rotated_order(names, round_index):
             if name in stop_reasons:
                 continue
+            before = monitor.sample() if monitor is not None else None
             window = _time_window(name, variants[name], sizes[name], clock)
-            samples[name].extend(window)
-            median = float(np.median(window))
-            medians[name].append(median)
+            verdict = None
+            if monitor is not None:
+                after = monitor.sample()
+                if after.wall_s - before.wall_s >= MIN_JUDGED_S:
+                    verdict = monitor.judge(before, after)
+            windows.append((name, window, verdict))
             elapsed[name] = clock() - rounds_start
+        round_verdict = (
+            monitor.judge(round_before, monitor.sample()) if monitor is not None else None
+        )
+        for name, window, verdict in windows:
+            verdict = verdict or round_verdict
+            median = float(np.median(window))
+            if verdict is not None and verdict.contaminated:
+                spoiled_samples[name].extend(window)
+                spoiled[name].append((median, verdict))
+                continue
+            samples[name].extend(window)
+            medians[name].append(median)
             if on_window is not None:
                 on_window(name, len(medians[name]) - 1, median)
             if is_stable(medians[name], criterion):
                 stop_reasons[name] = "settled"
             elif len(medians[name]) >= criterion.max_windows:
                 stop_reasons[name] = "max_windows"
+            if name in stop_reasons and on_settled is not None:
+                on_settled(name, stop_reasons[name])
         round_index += 1
         if clock() - rounds_start >= criterion.time_budget_s:
             for name in names:
-                stop_reasons.setdefault(name, "time_budget")
+                if name not in stop_reasons:
+                    stop_reasons[name] = "time_budget"
+                    if on_settled is not None:
+                        on_settled(name, "time_budget")
 
-    results = {}
-    for name in names:
-        window_medians = medians[name]
-        kept_windows = min(criterion.min_windows, len(window_medians))
-        kept_samples = samples[name][-kept_windows * sizes[name] :]
-        results[name] = MeasurementResult(
-            summary=summarize_latencies(kept_samples),
-            samples_ms=tuple(samples[name]),
-            window_medians_ms=tuple(window_medians),
-            stable=stop_reasons[name] == "settled",
-            cv=window_medians_cv(window_medians, last=criterion.min_windows),
-            warmup_calls=warmup_calls,
-            windows=len(window_medians),
-            window_size=sizes[name],
-            elapsed_s=elapsed[name],
-            stop_reason=stop_reasons[name],
+    return {
+        name: _result(
+            name,
+            samples,
+            medians,
+            spoiled_samples,
+            spoiled,
+            sizes,
+            criterion,
+            warmup_calls,
+            elapsed,
+            stop_reasons,
         )
-    return results
+        for name in names
+    }
+
+
+def _result(
+    name: str,
+    samples: dict[str, list[float]],
+    medians: dict[str, list[float]],
+    spoiled_samples: dict[str, list[float]],
+    spoiled: dict[str, list[tuple[float, Any]]],
+    sizes: dict[str, int],
+    criterion: StabilityCriterion,
+    warmup_calls: int,
+    elapsed: dict[str, float],
+    stop_reasons: dict[str, StopReason],
+) -> MeasurementResult:
+    window_medians = medians[name]
+    kept_windows = min(criterion.min_windows, len(window_medians))
+    kept_samples = samples[name][-kept_windows * sizes[name] :] if kept_windows else []
+    stable = stop_reasons[name] == "settled"
+    contention: dict[str, Any] = {}
+    if spoiled[name]:
+        worst = max(spoiled[name], key=lambda entry: entry[1].others_cores)[1]
+        contention = {
+            "medians_ms": [median for median, _ in spoiled[name]],
+            "reasons": sorted({verdict.reason for _, verdict in spoiled[name]}),
+            "worst": worst.to_json(),
+        }
+    return MeasurementResult(
+        # With no clean window at all, the starved figures are all there is to show
+        # (flagged `contaminated`, so nothing is ranked on them).
+        summary=summarize_latencies(kept_samples or spoiled_samples[name]),
+        samples_ms=tuple(samples[name]),
+        window_medians_ms=tuple(window_medians),
+        stable=stable,
+        cv=window_medians_cv(window_medians, last=criterion.min_windows),
+        warmup_calls=warmup_calls,
+        windows=len(window_medians),
+        window_size=sizes[name],
+        elapsed_s=elapsed.get(name, 0.0),
+        stop_reason=stop_reasons[name],
+        contaminated_windows=len(spoiled[name]),
+        contaminated=bool(spoiled[name]) and not stable,
+        contention=contention,
+    )
 
 
 def _time_window(

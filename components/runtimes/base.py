@@ -78,6 +78,10 @@ class Backend(abc.ABC):
     """Loads variants of one format."""
 
     format: str = ""
+    # Resident bytes per artifact byte once loaded and run once: an upper estimate, for
+    # the Benchmarker's memory guard (components/benchmarker/memory.py). Each runtime
+    # sets its own from the report's `rss_growth_bytes` on MobileNetV2 and ResNet50.
+    memory_per_artifact_byte: float = 4.0
 
     @abc.abstractmethod
     def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:

@@ -360,5 +360,8 @@ class OnnxBackend(Backend):
     `inter_op_num_threads`; ORT runs on the CPU here whatever device was asked.
     """
 
+    # ORT session: 0.05-1.4x measured.
+    memory_per_artifact_byte = 2.0
+
     def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
         return OnnxVariant(uri, settings)

@@ -25,6 +25,9 @@ class SavedModelBackend(Backend):
     runs (tf.config.threading), so the backend itself has none to apply.
     """
 
+    # Variables restored beside the graph: 1.8-5.4x measured.
+    memory_per_artifact_byte = 6.0
+
     #: Where the SavedModel sits inside the artifact ("" = the artifact root).
     subdirectory = ""
 

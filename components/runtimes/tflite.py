@@ -280,5 +280,8 @@ class TFLiteBackend(Backend):
     The thread budget's `intra_op` is the interpreter's `num_threads`.
     """
 
+    # The flatbuffer is mapped, not copied: under 0.4x measured.
+    memory_per_artifact_byte = 1.5
+
     def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
         return _TFLiteVariant(uri, settings.intra_op)

@@ -129,19 +129,24 @@ def test_broken_variant_is_caught_by_agreement_and_never_blessed(harness_result)
     assert any("agree" in reason for reason in selection.verdicts["broken"].reasons)
 
 
+def _frozen_graph_job(examples_uri, frozen, variant_uri) -> AccuracyJob:
+    """The accuracy job of one graphdef variant that is its own baseline."""
+    records = ExampleRecords(read_records(examples_uri, limit=8), examples_uri)
+    return AccuracyJob(
+        variants=(("frozen_graph", "graphdef", variant_uri),),
+        signatures={"frozen_graph": frozen.signature},
+        baseline_name="frozen_graph",
+        plan=plan_evaluation(frozen.signature.outputs, LabelSettings(), records),
+        settings=BenchmarkSettings(accuracy_batch_size=32, device="CPU:0"),
+    )
+
+
 def test_accuracy_pipeline_matches_a_direct_computation(
     tmp_path, embedded_default, frozen_digits, digits_eval
 ):
     frozen_dir = _write_variant(tmp_path / "frozen", frozen_digits)
     uri = embedded_default.examples_uri
-    records = ExampleRecords(read_records(uri, limit=8), uri)
-    job = AccuracyJob(
-        variants=(("frozen_graph", "graphdef", frozen_dir),),
-        signatures={"frozen_graph": frozen_digits.signature},
-        baseline_name="frozen_graph",
-        plan=plan_evaluation(frozen_digits.signature.outputs, LabelSettings(), records),
-        settings=BenchmarkSettings(accuracy_batch_size=32, device="CPU:0"),
-    )
+    job = _frozen_graph_job(uri, frozen_digits, frozen_dir)
     metrics = run_accuracy_pipeline(job, split_files(uri), result_dir=str(tmp_path / "out"))
 
     (scores,) = graph_def_callable(frozen_digits.graph_def, frozen_digits.signature)(
@@ -152,3 +157,83 @@ def test_accuracy_pipeline_matches_a_direct_computation(
     assert metrics["frozen_graph"]["metrics"]["top1"] == pytest.approx(expected_top1)
     assert metrics["frozen_graph"]["faithfulness"] == {}  # It is the baseline.
     assert os.path.exists(tmp_path / "out" / "accuracy_counts")
+
+
+def test_the_accuracy_pass_borrows_the_variants_this_process_holds(
+    tmp_path, embedded_default, frozen_digits
+):
+    """On the in-process runner the DoFn scores with the harness's loaded variant: here
+    the URI it is given holds nothing, so loading a second copy would fail."""
+    from components.benchmarker.accuracy import share_loaded, unshare
+    from components.runtimes import ThreadSettings, backend_for
+
+    frozen_dir = _write_variant(tmp_path / "frozen", frozen_digits)
+    variant = backend_for("graphdef").load(frozen_dir, ThreadSettings(2, 1), "CPU:0")
+    nowhere = str(tmp_path / "nothing-here")
+    uri = embedded_default.examples_uri
+    job = _frozen_graph_job(uri, frozen_digits, nowhere)
+    share_loaded("graphdef", nowhere, variant)
+    try:
+        metrics = run_accuracy_pipeline(job, split_files(uri), result_dir=str(tmp_path / "out"))
+    finally:
+        unshare("graphdef", nowhere)
+    assert "error" not in metrics["frozen_graph"], metrics
+    assert metrics["frozen_graph"]["metrics"]["top1"] > 0.9
+    unshared = run_accuracy_pipeline(job, split_files(uri), result_dir=str(tmp_path / "out2"))
+    assert "error" in unshared["frozen_graph"]  # Not shared: it really loads from the URI.
+
+
+def test_variants_are_timed_in_groups_that_fit_and_one_that_cannot_fit_fails(
+    tmp_path, embedded_default, frozen_digits
+):
+    """A budget for the baseline and one graph at a time: the two graphs are timed in
+    two groups, released in between; a graph too large for the budget is a failed row."""
+    from components.benchmarker.memory import estimate_load_bytes
+    from components.common.artifact_utils import directory_size_bytes
+    from components.runtimes import backend_for
+
+    def need(model_format, uri):
+        factor = backend_for(model_format).memory_per_artifact_byte
+        return estimate_load_bytes(factor, directory_size_bytes(uri))
+
+    first = _write_variant(tmp_path / "first", frozen_digits)
+    second = _write_variant(tmp_path / "second", frozen_digits)
+    huge = _write_variant(tmp_path / "huge", frozen_digits)
+    (tmp_path / "huge" / "padding.bin").write_bytes(b"\0" * (8 << 20))
+    budget = need("saved_model", embedded_default.model_uri) + int(1.5 * need("graphdef", first))
+    request = BenchmarkRequest(
+        variants=[
+            VariantSpec("baseline", "saved_model", embedded_default.model_uri),
+            VariantSpec("first", "graphdef", first),
+            VariantSpec("huge", "graphdef", huge),
+            VariantSpec("second", "graphdef", second),
+        ],
+        baseline_name="baseline",
+        examples_uri=embedded_default.examples_uri,
+        settings=BenchmarkSettings.from_json(
+            {**FAST.to_json(), "memory_budget_bytes": budget, "throughput_batch_sizes": [8]}
+        ),
+    )
+    from components.benchmarker.progress import ProgressDisplay
+
+    display = ProgressDisplay()
+    raw = run_benchmark_in_subprocess(request, str(tmp_path / "work"), display=display)
+    rows = {v["name"]: v for v in raw["variants"]}
+    steps = [(e["what"], e["variant"]) for e in display.events if e["event"] == "step"]
+    # `huge` does not fit beside `first`: the first group is scored and timed, released,
+    # and only then is `huge` refused, as it cannot fit even beside the baseline alone.
+    assert steps[:3] == [("loaded", "baseline"), ("loaded", "first"), ("accuracy", "")]
+    assert steps.index(("not loaded (memory)", "huge")) < steps.index(("loaded", "second"))
+    assert steps.count(("accuracy", "")) == 2  # One pass per group.
+    assert ("latency", "second") in steps and ("throughput at batch 8", "second") in steps
+    assert display.events[-1]["done"] == display.events[-1]["total"] == len(steps)
+    assert rows["huge"]["status"] == "failed"
+    assert "not loaded" in rows["huge"]["failure_reason"]
+    assert "memory_budget_bytes" in rows["huge"]["failure_reason"]
+    for name in ("baseline", "first", "second"):
+        assert rows[name]["status"] == "ok", rows[name]
+        assert rows[name]["latency"]["summary"]["p50_ms"] > 0
+        assert rows[name]["metrics"]["top1"] > 0.9
+    assert (rows["first"]["timing_group"], rows["second"]["timing_group"]) == (0, 1)
+    # The second group is still judged against the baseline, which stayed loaded.
+    assert rows["second"]["faithfulness"]["output_0"]["agreement"] == 1.0

@@ -65,7 +65,7 @@ def variants() -> list[VariantResult]:
         {BASELINE: 0.7, "tflite_fp32": 0.05, "tflite_int8": 0.03, "bf16_graph": 0.9},
         noisy={"bf16_graph"},
     )
-    common = {"format": "tflite", "peak_rss_bytes": 300 << 20, "load_s": 0.2, "device": "CPU:0"}
+    common = {"format": "tflite", "rss_growth_bytes": 300 << 20, "load_s": 0.2, "device": "CPU:0"}
 
     def throughput(name: str) -> dict[int, float]:
         p50 = latency[name].summary.p50_ms

@@ -264,7 +264,7 @@ def test_variant_result_reads_the_harness_output_shape():
         "properties": {"size_bytes": 110_000},
         "load_s": 0.01,
         "first_call_s": 0.002,
-        "peak_rss_growth_bytes": 4096,
+        "rss_growth_bytes": 4096,
         "runtime": {"xnnpack": True},
         "metrics": {"top1": 0.95, "top5": 1.0},
         "eval_examples": 449,
@@ -302,7 +302,7 @@ def test_variant_result_reads_the_harness_output_shape():
     assert not result.latency_stable
     assert result.throughput_images_per_s == {1: 33_000.0}
     assert result.throughput_stable == {1: True}
-    assert (result.size_bytes, result.peak_rss_bytes, result.failure_reason) == (
+    assert (result.size_bytes, result.rss_growth_bytes, result.failure_reason) == (
         110_000,
         4096,
         None,

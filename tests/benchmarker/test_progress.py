@@ -1,0 +1,70 @@
+"""Progress events cross from the benchmark child to the parent's bar and log."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+
+from components.benchmarker.progress import (
+    ProgressDisplay,
+    ProgressWriter,
+    describe,
+    follow_progress,
+)
+
+
+def test_events_written_by_another_process_are_shown_live_and_logged(tmp_path, caplog):
+    path = str(tmp_path / "progress.jsonl")
+    child = textwrap.dedent(
+        f"""
+        import time
+        from components.benchmarker.progress import ProgressWriter
+        writer = ProgressWriter({path!r})
+        writer.plan(3)
+        for name in ("baseline", "tflite_int8"):
+            writer.step("loaded", name, "in 0.1s")
+            time.sleep(0.3)
+        writer.step("latency", "tflite_int8", "settled")
+        """
+    )
+    stream = io.StringIO()
+    display = ProgressDisplay(stream=stream, force_bar=True)
+    with caplog.at_level("INFO"), follow_progress(path, display):
+        subprocess.run([sys.executable, "-c", child], check=True, cwd=".")
+    steps = [e for e in display.events if e["event"] == "step"]
+    assert [(e["what"], e["variant"], e["done"], e["total"]) for e in steps] == [
+        ("loaded", "baseline", 1, 3),
+        ("loaded", "tflite_int8", 2, 3),
+        ("latency", "tflite_int8", 3, 3),
+    ]
+    assert "latency: tflite_int8 settled" in stream.getvalue()  # The bar's last state.
+    assert "[3/3] latency: tflite_int8 settled" in caplog.text
+
+
+def test_no_bar_when_the_stream_is_not_a_terminal():
+    stream = io.StringIO()
+    display = ProgressDisplay(stream=stream)
+    display.show({"event": "step", "what": "loaded", "variant": "x", "done": 1, "total": 2})
+    display.close()
+    assert stream.getvalue() == ""
+
+
+def test_a_writer_never_counts_past_its_total_and_can_be_closed_early(tmp_path):
+    writer = ProgressWriter(str(tmp_path / "p.jsonl"))
+    writer.plan(5)
+    writer.step("loaded", "a")
+    writer.plan(0)  # The rest failed: the run is complete at 1 of 1.
+    assert describe({"done": 1, "total": 1, "what": "accuracy", "detail": "of 2 variants"}) == (
+        "[1/1] accuracy of 2 variants"
+    )
+    lines = (tmp_path / "p.jsonl").read_text().splitlines()
+    assert lines[-1].startswith('{"event": "plan", "total": 1, "done": 1')
+
+
+def test_without_a_path_the_writer_writes_nothing(tmp_path):
+    writer = ProgressWriter("")
+    writer.plan(2)
+    writer.step("loaded", "a")
+    assert list(tmp_path.iterdir()) == []
