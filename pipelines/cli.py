@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for a command stopped by Ctrl-C.
 
 # Each module defines `add_parser(subparsers)`, which registers its sub-command and sets
 # `execute=function(args) -> exit code` as a default. These modules import only argparse
@@ -53,9 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries(args.verbose)
     try:
         return int(args.execute(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        # One line, no traceback: RunInterrupted says what MLMD recorded; a bare
+        # KeyboardInterrupt came before any component ran (or after the last one).
+        message = getattr(interrupt, "message", "") or (
+            "Interrupted: no component was running; rerun the same command to resume."
+        )
+        print(message.split(" [while running", 1)[0], file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:  # Every failure becomes a clear message and a non-zero exit.
         return report_failure(error, args.verbose)
 

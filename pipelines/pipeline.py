@@ -1,6 +1,7 @@
 """The pipeline definition, shared by the local run and the Kubeflow compile.
 
-`create_pipeline(...)` only builds objects: no files are written and nothing runs.
+`create_pipeline(...)` only builds objects: no files are written and nothing runs (it
+reads a local run's input files, to fingerprint them).
 Runners (pipelines/local_runner.py, pipelines/kubeflow/compiler.py) call it.
 """
 
@@ -305,24 +306,33 @@ def create_pipeline(
     settings: PipelineSettings | None = None,
     enable_cache: bool = True,
     beam_pipeline_args: list[str] | None = None,
+    model_fingerprint: Any = None,
+    examples_fingerprint: Any = None,
 ):  # -> tfx.orchestration.pipeline.Pipeline (imported lazily: TFX is slow to import)
     """Importers for the model and the examples, then Freezer -> ... -> Benchmarker.
 
     `model_uri` and `examples_uri` are plain strings for a local run, or runtime
-    parameters when compiling for Kubeflow.
+    parameters when compiling for Kubeflow. For plain strings the importers' artifacts
+    carry each input's content fingerprint (pipelines/input_fingerprint.py), so that a
+    model re-exported into the same folder is a new artifact, not a cache hit; this
+    reads the inputs' files (it writes nothing) unless `model_fingerprint` /
+    `examples_fingerprint` (InputFingerprint) are given, as `run` does with its cache.
     """
     from tfx.dsl.components.common.importer import Importer
     from tfx.orchestration import pipeline as tfx_pipeline
     from tfx.types import standard_artifacts
 
     settings = settings or PipelineSettings()
-    model_importer = Importer(source_uri=model_uri, artifact_type=standard_artifacts.Model).with_id(
-        "model_importer"
-    )
+    model_importer = Importer(
+        source_uri=model_uri,
+        artifact_type=standard_artifacts.Model,
+        custom_properties=_fingerprint_properties(model_uri, model_fingerprint),
+    ).with_id("model_importer")
     examples_importer = Importer(
         source_uri=examples_uri,
         artifact_type=standard_artifacts.Examples,
         properties={"split_names": f'["{settings.eval_split}"]'},
+        custom_properties=_fingerprint_properties(examples_uri, examples_fingerprint),
     ).with_id("examples_importer")
     components = optimizer_components(
         model_importer.outputs["result"], examples_importer.outputs["result"], settings
@@ -335,3 +345,20 @@ def create_pipeline(
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],
     )
+
+
+def _fingerprint_properties(uri: Any, fingerprint: Any) -> dict[str, str] | None:
+    """The importer's custom properties: the input's fingerprint, when it can be known here.
+
+    Boundary: on Kubeflow the URI is a runtime parameter, resolved only when a run
+    starts on the cluster, so nothing can be read at compile time and the importer
+    keeps TFX's behaviour there (same URI, same artifact: re-export models to a new
+    URI, as model registries do).
+    """
+    if fingerprint is None and not isinstance(uri, str):
+        return None
+    if fingerprint is None:
+        from pipelines.input_fingerprint import fingerprint_input
+
+        fingerprint = fingerprint_input(uri)
+    return fingerprint.custom_properties()

@@ -130,6 +130,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="seconds each timing scenario may take before unstable variants are given up",
     )
     run.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="the thread budget of every runtime: BenchmarkSettings.intra_op_threads (TF's "
+        "intra-op pool, TFLite/ONNX Runtime num_threads, OpenVINO INFERENCE_NUM_THREADS); "
+        "default: BenchmarkSettings' own",
+    )
+    run.add_argument(
+        "--inter-op-threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="BenchmarkSettings.inter_op_threads (TF's inter-op pool); default: its own",
+    )
+    run.add_argument(
         "--variants",
         type=_variant_list,
         default=None,
@@ -154,6 +170,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--metadata-mysql-user", default="root")
     run.add_argument("--no-cache", action="store_true", help="rerun every component")
     run.set_defaults(execute=run_command)
+
+
+def _positive_int(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 def _name_list(value: str) -> tuple[str, ...]:
@@ -286,9 +308,7 @@ def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.Pipeli
         "label_map": args.label_map,
         "task": args.task,
         "primary_output": args.primary_output,
-        "benchmark_settings": (
-            {"time_budget_s": args.time_budget} if args.time_budget is not None else {}
-        ),
+        "benchmark_settings": benchmark_overrides(args),
         "max_metric_drop": args.max_metric_drop,
     }
     # Left unset unless given, so that PipelineSettings holds the one default.
@@ -296,6 +316,16 @@ def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.Pipeli
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
     return PipelineSettings.from_json(values)
+
+
+def benchmark_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The BenchmarkSettings fields the flags set; unset flags leave its defaults alone."""
+    flags = {
+        "time_budget_s": args.time_budget,
+        "intra_op_threads": args.threads,
+        "inter_op_threads": args.inter_op_threads,
+    }
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -306,7 +336,22 @@ def run_command(args: argparse.Namespace) -> int:
 
         # Before any heavy import: a mistyped path is refused in well under a second.
         check_paths(os.path.abspath(args.model), os.path.abspath(args.examples), args.split)
-    os.makedirs(output_dir, exist_ok=True)
+    from pipelines.run_failures import DiskFull, disk_full_message, find_disk_full
+    from pipelines.run_lock import hold_run_lock
+
+    # Held for the whole run (the embedded default is written into DIR too); a second
+    # run into DIR is refused here, in about a second, naming this one's PID and host.
+    with hold_run_lock(output_dir):
+        try:
+            return _run_holding_lock(args, pipeline_name, output_dir)
+        except Exception as error:
+            full = find_disk_full(error)
+            if full is None:
+                raise
+            raise DiskFull(disk_full_message(full, output_dir=output_dir)) from error
+
+
+def _run_holding_lock(args: argparse.Namespace, pipeline_name: str, output_dir: str) -> int:
     model_uri, examples_uri = resolve_inputs(args, output_dir)
     settings = pipeline_settings(args)
     started = time.monotonic()
@@ -326,6 +371,9 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.verbose:
         quiet_pipeline_logs()
     connection_config, store_location, store_description = metadata_store(args, output_dir)
+    model_fingerprint, examples_fingerprint = fingerprint_inputs(
+        model_uri, examples_uri, output_dir, use_cache=not args.no_cache
+    )
     pipeline = create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=os.path.join(output_dir, PIPELINE_ROOT_DIRNAME),
@@ -334,7 +382,15 @@ def run_command(args: argparse.Namespace) -> int:
         metadata_connection_config=connection_config,
         settings=settings,
         enable_cache=not args.no_cache,
+        model_fingerprint=model_fingerprint,
+        examples_fingerprint=examples_fingerprint,
     )
+    from components.common import warm_children
+
+    # The converters' and the Benchmarker's children fork from a server that imports
+    # TensorFlow once, from now on, while the first components run (after TFX's
+    # import, which sets variables TF reads at import: see warm_children.py).
+    warm_children.start_in_background()
     print(f"Running pipeline {pipeline_name!r} on BeamDagRunner:", file=sys.stderr)
     started = time.monotonic()
     run_pipeline(pipeline, progress_stream=sys.stderr)
@@ -342,6 +398,30 @@ def run_command(args: argparse.Namespace) -> int:
 
     print_results(store_location, pipeline_name, store_description)
     return 0
+
+
+def fingerprint_inputs(
+    model_uri: str, examples_uri: str, output_dir: str, use_cache: bool = True
+) -> tuple[Any, Any]:
+    """Both inputs' content fingerprints, with per-file digests cached in DIR.
+
+    The cache spares re-reading unchanged multi-GB models on every run; --no-cache (which
+    reruns every component anyway) reads every byte again.
+    """
+    from pipelines.input_fingerprint import cache_path_for, fingerprint_input
+
+    started = time.monotonic()
+    cache_path = cache_path_for(output_dir) if use_cache else None
+    model = fingerprint_input(model_uri, cache_path)
+    examples = fingerprint_input(examples_uri, cache_path)
+    print(
+        f"Fingerprinted the inputs in {time.monotonic() - started:.1f}s "
+        f"({model.num_files + examples.num_files} files, "
+        f"{(model.total_bytes + examples.total_bytes) / 1e6:.1f} MB): a changed model is a "
+        "new input, never a cache hit.",
+        file=sys.stderr,
+    )
+    return model, examples
 
 
 def print_results(store_location: Any, pipeline_name: str, store_description: str) -> None:

@@ -14,8 +14,6 @@ The harness also uses `room` to decide how many variants it keeps loaded at once
 
 from __future__ import annotations
 
-import os
-
 MiB = 1 << 20
 # Beyond every variant's own estimate: interpreter state, one batch of inputs.
 FIXED_OVERHEAD_BYTES = 32 * MiB
@@ -61,11 +59,9 @@ def cgroup_room_bytes() -> int | None:
 
 def current_rss_bytes() -> int:
     """This process's resident set size now (Linux /proc; 0 where unavailable)."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+    from components.common.memory_watch import rss_bytes
+
+    return rss_bytes()
 
 
 def available_bytes(budget_bytes: int | None = None, held_bytes: int = 0) -> tuple[int, str]:

@@ -1099,10 +1099,25 @@ def _md_escape(value: Any) -> str:
 
 def _measurement_warnings(variants: Sequence[VariantResult]) -> list[str]:
     warnings = []
+    starved = [v for v in variants if v.ok and v.latency is not None and v.latency.contaminated]
+    if starved:
+        worst = max(
+            starved, key=lambda v: v.latency.contention.get("worst", {}).get("others_cores", 0)
+        )
+        warnings.append(
+            f"the latency of {len(starved)} variant(s) ({', '.join(v.name for v in starved)}) "
+            f"was timed while other load starved the benchmark of CPU, in every window "
+            f"the time budget allowed (worst: {worst.latency.contention['worst']['reason']}); "
+            f"they cannot be blessed: rerun on a quiet machine or a node of its own"
+        )
     for variant in variants:
         if not variant.ok:
             continue
-        if variant.latency is not None and not variant.latency.stable:
+        if (
+            variant.latency is not None
+            and not variant.latency.stable
+            and not variant.latency.contaminated
+        ):
             cv = variant.latency.cv
             cv_text = f"{cv:.3f}" if math.isfinite(cv) else "unknown"
             warnings.append(
@@ -1110,20 +1125,17 @@ def _measurement_warnings(variants: Sequence[VariantResult]) -> list[str]:
                 f"{variant.latency.windows} windows, stopped by {variant.latency.stop_reason}); "
                 f"its numbers are shown but it cannot be blessed"
             )
-        if variant.latency is not None and variant.latency.contaminated:
-            reasons = "; ".join(variant.latency.contention.get("reasons") or [])
-            warnings.append(
-                f"latency of {variant.name} was timed while other load starved it of CPU "
-                f"({variant.latency.contaminated_windows} window(s): {reasons}); it cannot be "
-                f"blessed: rerun on a quiet machine"
-            )
-        starved = sorted(b for b, bad in variant.throughput_contaminated.items() if bad)
-        if starved:
+        starved_batches = sorted(b for b, bad in variant.throughput_contaminated.items() if bad)
+        if starved_batches:
             warnings.append(
                 f"throughput of {variant.name} was starved of CPU by other load at batch "
-                f"sizes {', '.join(map(str, starved))}"
+                f"sizes {', '.join(map(str, starved_batches))}"
             )
-        unstable = sorted(b for b, stable in variant.throughput_stable.items() if not stable)
+        unstable = sorted(
+            b
+            for b, stable in variant.throughput_stable.items()
+            if not stable and not variant.throughput_contaminated.get(b)
+        )
         if unstable:
             warnings.append(
                 f"throughput of {variant.name} never settled at batch sizes "

@@ -669,10 +669,10 @@ def _judge(
 
 
 def _contamination_reason(what: str, measurement: MeasurementResult) -> str:
-    reasons = "; ".join(measurement.contention.get("reasons") or []) or "other load"
+    worst = (measurement.contention.get("worst") or {}).get("reason") or "other load"
     return (
         f"{what} timing contaminated: {measurement.contaminated_windows} window(s) were "
-        f"starved of CPU ({reasons}) and no settled figure was left within the time "
+        f"starved of CPU (worst: {worst}) and no settled figure was left within the time "
         f"budget; rerun on a quiet machine or a node of its own"
     )
 

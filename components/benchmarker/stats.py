@@ -178,7 +178,7 @@ class MeasurementResult:
     stop_reason: StopReason
     contaminated_windows: int = 0
     contaminated: bool = False
-    # The contaminated windows: {"medians_ms": [...], "reasons": [...], "worst": {...}}.
+    # The contaminated windows: {"medians_ms": [...], "worst": {..., "reason": ...}}.
     contention: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self, include_samples: bool = True) -> dict[str, Any]:
@@ -396,7 +396,6 @@ def _result(
         worst = max(spoiled[name], key=lambda entry: entry[1].others_cores)[1]
         contention = {
             "medians_ms": [median for median, _ in spoiled[name]],
-            "reasons": sorted({verdict.reason for _, verdict in spoiled[name]}),
             "worst": worst.to_json(),
         }
     return MeasurementResult(

@@ -14,7 +14,9 @@ RuntimeConverter): skip, calibrate, produce, publish.
    fit the model fail the execution (bad input, reported to the user).
 3. `produce` raises when the tool cannot take this model (a converter crash, an op it
    lacks): a `failed` artifact with the reason, and the pipeline goes on.
-4. Otherwise the variant properties every artifact carries, plus the mode's facts.
+4. Otherwise the variant properties every artifact carries, plus the mode's facts and
+   the transform's peak memory (memory_watch.py: the pipeline process's growth, and
+   the largest peak of the children it ran).
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ def produce_variant(
         calibration, calibration_facts = read_calibration_inputs(
             graph.uri, examples.uri, exec_properties, job.num_calibration
         )
+    from components.common.memory_watch import watch_peak_rss
+
     try:
-        model_format, size_bytes, properties = produce(graph.uri, calibration)
+        with watch_peak_rss() as peak:
+            model_format, size_bytes, properties = produce(graph.uri, calibration)
     except Exception as error:  # The tool cannot take this model: a failed variant.
         record_failed_variant(output, variant_name=job.variant_name, mode=job.mode, error=error)
         return
@@ -80,5 +85,5 @@ def produce_variant(
         variant_name=job.variant_name,
         model_format=model_format,
         size_bytes=size_bytes,
-        extra={"mode": job.mode, **calibration_facts, **properties},
+        extra={"mode": job.mode, **calibration_facts, **properties, **peak.properties()},
     )

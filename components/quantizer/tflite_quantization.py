@@ -37,7 +37,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -151,7 +150,10 @@ def quantize_to_tflite(
     batch_sizes = _validate(mode, inference_io_type, batch_size, extra_batch_sizes, num_calibration)
     arrays = _calibration_arrays(mode, signature, calibration_inputs, num_calibration)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tflite_quantization_") as work_dir:
+    from components.common.isolation import scratch_directory
+
+    # Removed on every exit path, even if this process is SIGKILLed (isolation.py).
+    with scratch_directory("tflite_quantization_") as work_dir:
         request = {
             "mode": mode,
             "batch_sizes": batch_sizes,
@@ -568,7 +570,9 @@ def _check_against_graph(
             for t in signature.inputs
         ]
     reference = graph_def_callable(graph_def, signature)(*batch)
-    with tempfile.TemporaryDirectory() as folder:
+    from components.common.isolation import scratch_directory
+
+    with scratch_directory("tflite_check_") as folder:
         path = os.path.join(folder, TFLITE_FILENAME)
         with open(path, "wb") as f:
             f.write(model_content)

@@ -33,13 +33,13 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from components.common.isolation import scratch_directory
 from components.common.signature import GraphSignature
 from components.runtime_converter.modes import (
     ConversionOutcome,
@@ -554,7 +554,7 @@ class OnnxFp32Mode(_OnnxMode):
         settings: ConvertSettings,
     ) -> ConversionOutcome:
         require_onnx_modules()
-        with tempfile.TemporaryDirectory(prefix="onnx_fp32_") as work:
+        with scratch_directory("onnx_fp32_") as work:
             staging = os.path.join(work, "out")
             os.makedirs(staging)
             converted = self._convert(
@@ -591,7 +591,7 @@ class OnnxInt8Mode(_OnnxMode):
         require_onnx_modules()
         arrays = _check_calibration(signature, calibration, settings.num_calibration)
         reduce_range, reduce_range_reason = int8_weight_range()
-        with tempfile.TemporaryDirectory(prefix="onnx_int8_") as work:
+        with scratch_directory("onnx_int8_") as work:
             staging = os.path.join(work, "out")
             os.makedirs(staging)
             fp32_path = os.path.join(work, "fp32.onnx")

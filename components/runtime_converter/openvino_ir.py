@@ -30,7 +30,6 @@ is `model.xml`, `model.bin`, `signature.json` and `openvino.json` (the facts bel
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -38,7 +37,7 @@ import numpy as np
 
 from components.common.cpu_facts import BF16_FLAGS
 from components.common.graph_io import GRAPH_FILENAME
-from components.common.isolation import run_isolated
+from components.common.isolation import run_isolated, scratch_directory
 from components.common.signature import GraphSignature
 from components.runtime_converter.modes import (
     ConversionOutcome,
@@ -228,7 +227,7 @@ class _OpenVinoMode(ConvertMode):
         if self.needs_calibration and not calibration:
             raise ValueError(f"the {self.name} mode needs calibration arrays")
         os.makedirs(output_dir, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{self.name}_") as workdir:
+        with scratch_directory(f"{self.name}_") as workdir:
             kwargs: dict[str, Any] = {
                 "graph_dir": graph_dir,
                 "output_dir": output_dir,

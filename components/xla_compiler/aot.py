@@ -247,7 +247,10 @@ def compile_aot(
     with open(config_path, "w") as f:
         f.write(_tf2xla_config(signature, input_shapes))
 
-    with tempfile.TemporaryDirectory(prefix="tfcompile_") as work_dir:
+    from components.common.isolation import scratch_directory
+
+    # Removed on every exit path, even if this process is SIGKILLed (isolation.py).
+    with scratch_directory("tfcompile_") as work_dir:
         graph_path = os.path.join(work_dir, "graph.pb")
         with open(graph_path, "wb") as f:
             f.write(graph_def.SerializeToString())

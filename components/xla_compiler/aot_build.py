@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from components.common.isolation import SHARED_TMPDIR_ENV
 from components.runtimes.xla_aot import SHARED_LIBRARY_FILENAME
 from components.xla_compiler.target import CpuTarget
 
@@ -107,7 +108,10 @@ def default_runtime_cache_dir() -> str:
         return configured
     home_cache = os.path.join(os.path.expanduser("~"), ".cache", "inference_optimizer")
     parent = home_cache if os.access(os.path.dirname(home_cache), os.W_OK) else None
-    return os.path.join(parent or tempfile.gettempdir(), "xla_aot_runtime")
+    # In a run_isolated child, TMPDIR is the child's own folder, removed when it ends:
+    # the cache belongs in the temp folder the parent had.
+    shared_tmp = os.environ.get(SHARED_TMPDIR_ENV) or tempfile.gettempdir()
+    return os.path.join(parent or shared_tmp, "xla_aot_runtime")
 
 
 def _tool(name: str) -> str:

@@ -56,6 +56,9 @@ def build_kubeflow_pipeline(settings: CompileSettings) -> Any:
 
     from pipelines.pipeline import create_pipeline
 
+    # The URIs are runtime parameters: no input can be read (fingerprinted) at compile
+    # time, so the importers carry no content fingerprint here and a re-exported model
+    # needs a new URI (pipelines/pipeline.py, _fingerprint_properties).
     pipeline = create_pipeline(
         pipeline_name=settings.pipeline_name,
         pipeline_root=settings.pipeline_root or _UNSET_ROOT,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from components.common.errors import UserInputError
+from pipelines import execution_owner
 from pipelines.lineage.store import LineageStore
 
 # TFX's BeamDagRunner/LocalDagRunner write `pipeline_run`; KFP v2's own launcher writes
@@ -51,6 +52,15 @@ REPORT_METRICS = (
 # Facts recorded on each variant artifact that are worth comparing across runs.
 VARIANT_ARTIFACT_FACTS = ("status", "format", "size_bytes")
 LATEST = "latest"
+# States whose outputs are results: only these executions' reports are ever headlines.
+RESULT_STATES = ("COMPLETE", "CACHED")
+# An execution that ended without a result on purpose (Ctrl-C), or whose process is gone.
+STOPPED_STATES = ("CANCELED", execution_owner.ABANDONED)
+# The importers' artifact custom properties (pipelines/input_fingerprint.py; not
+# imported, to keep lineage light).
+FINGERPRINT_PROPERTY = "input_fingerprint"
+CONTENT_SHA256_PROPERTY = "input_content_sha256"
+IMPORTER_SUFFIX = "_importer"
 
 
 # --------------------------------------------------------------------------- data model
@@ -90,6 +100,12 @@ class ExecutionNode:
     failure_reason: str | None = None
     # What the execution found out and recorded (`fact:*` properties), e.g. the model's form.
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The process that ran it (`runner:*` properties: pid, host, start time), if recorded.
+    owner: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # MLMD's own state; `state` differs only for ABANDONED (MLMD: RUNNING, process gone).
+    recorded_state: str = ""
+    # Why it was CANCELED (`reason`, e.g. "interrupted" after Ctrl-C).
+    stop_reason: str | None = None
 
 
 @dataclasses.dataclass
@@ -190,6 +206,8 @@ class RunInfo:
     cached_count: int
     failed_nodes: list[str]
     headline: Headline | None
+    # Nodes whose execution was CANCELED (Ctrl-C) or ABANDONED (its process died).
+    stopped_nodes: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,6 +277,33 @@ class VariantComparison:
 
 
 @dataclasses.dataclass
+class InputComparison:
+    """One imported input (`model`, `examples`) in run A and run B: path and fingerprint."""
+
+    name: str
+    uri_a: str | None
+    uri_b: str | None
+    fingerprint_a: str | None
+    fingerprint_b: str | None
+    content_sha256_a: str | None
+    content_sha256_b: str | None
+
+    @property
+    def same_path(self) -> bool:
+        return self.uri_a == self.uri_b
+
+    @property
+    def changed(self) -> bool:
+        """Different path, or the same path with a different recorded fingerprint."""
+        return not self.same_path or self.fingerprint_a != self.fingerprint_b
+
+    @property
+    def same_bytes(self) -> bool:
+        """Only modification times differ (the content digests, mtimes left out, match)."""
+        return bool(self.content_sha256_a) and self.content_sha256_a == self.content_sha256_b
+
+
+@dataclasses.dataclass
 class RunDiff:
     """Two runs side by side: parameters that changed, and each variant's metrics."""
 
@@ -269,6 +314,7 @@ class RunDiff:
     nodes_only_in_b: list[str]
     metrics: list[str]
     variants: list[VariantComparison]
+    inputs: list[InputComparison] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -505,6 +551,19 @@ def diff_runs(store: LineageStore, run_a: RunInfo, run_b: RunInfo) -> RunDiff:
         VariantComparison(name, metrics_a.get(name, {}), metrics_b.get(name, {}))
         for name in _ordered_variants(metrics_a, metrics_b)
     ]
+    inputs_a, inputs_b = imported_inputs(graph_a), imported_inputs(graph_b)
+    inputs = [
+        InputComparison(
+            name=name,
+            uri_a=inputs_a[name].uri if name in inputs_a else None,
+            uri_b=inputs_b[name].uri if name in inputs_b else None,
+            fingerprint_a=_string_property(inputs_a.get(name), FINGERPRINT_PROPERTY),
+            fingerprint_b=_string_property(inputs_b.get(name), FINGERPRINT_PROPERTY),
+            content_sha256_a=_string_property(inputs_a.get(name), CONTENT_SHA256_PROPERTY),
+            content_sha256_b=_string_property(inputs_b.get(name), CONTENT_SHA256_PROPERTY),
+        )
+        for name in sorted(set(inputs_a) | set(inputs_b))
+    ]
     return RunDiff(
         run_a=run_a,
         run_b=run_b,
@@ -513,7 +572,24 @@ def diff_runs(store: LineageStore, run_a: RunInfo, run_b: RunInfo) -> RunDiff:
         nodes_only_in_b=sorted(set(params_b) - set(params_a)),
         metrics=metric_names,
         variants=variants,
+        inputs=inputs,
     )
+
+
+def imported_inputs(graph: LineageGraph) -> dict[str, ArtifactNode]:
+    """The run's imported artifacts by name: `model_importer`'s output is `model`."""
+    found: dict[str, ArtifactNode] = {}
+    for execution in sorted(graph.executions.values(), key=lambda e: e.id):
+        if not execution.node_id.endswith(IMPORTER_SUFFIX):
+            continue
+        for edge in graph.outputs_of(execution.id):
+            found[execution.node_id[: -len(IMPORTER_SUFFIX)]] = graph.artifacts[edge.artifact_id]
+    return found
+
+
+def _string_property(artifact: ArtifactNode | None, key: str) -> str | None:
+    value = None if artifact is None else artifact.properties.get(key)
+    return None if value is None else str(value)
 
 
 def flatten_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -609,6 +685,19 @@ def _execution_node(execution: Any, contexts: Sequence[Any]) -> ExecutionNode:
         **{k: property_value(v) for k, v in execution.custom_properties.items()},
     }
     result = parameters.pop(EXECUTION_RESULT_PROPERTY, None)
+    # Who ran it and why it stopped are bookkeeping, not parameters: `diff` would show a
+    # new PID for every run.
+    owner = {
+        key: parameters.pop(key)
+        for key in sorted(parameters)
+        if key.startswith(execution_owner.RUNNER_PROPERTY_PREFIX)
+    }
+    recorded_state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+    stop_reason = (
+        parameters.pop(execution_owner.CANCEL_REASON_PROPERTY, None)
+        if recorded_state == "CANCELED"
+        else None
+    )
     facts = {
         key[len(EXECUTION_FACT_PREFIX) :]: parameters.pop(key)
         for key in sorted(parameters)
@@ -631,7 +720,7 @@ def _execution_node(execution: Any, contexts: Sequence[Any]) -> ExecutionNode:
         id=execution.id,
         node_id=node_id,
         type=execution.type,
-        state=metadata_store_pb2.Execution.State.Name(execution.last_known_state),
+        state=effective_state(execution),
         started=iso_time(execution.create_time_since_epoch),
         finished=iso_time(execution.last_update_time_since_epoch),
         duration_s=max(
@@ -643,7 +732,33 @@ def _execution_node(execution: Any, contexts: Sequence[Any]) -> ExecutionNode:
         pipeline=pipeline,
         failure_reason=failure_reason(result) if isinstance(result, str) else None,
         facts=facts,
+        owner=owner,
+        recorded_state=recorded_state,
+        stop_reason=None if stop_reason is None else str(stop_reason),
     )
+
+
+def effective_state(execution: Any) -> str:
+    """MLMD's state name, except ABANDONED for RUNNING whose process is gone.
+
+    A process killed by SIGKILL (or a lost machine) never ends its execution: MLMD keeps
+    RUNNING forever. The local runner records the PID, host and process start time; on
+    that same host, a PID that no longer exists or now belongs to another process means
+    no one is running it. On another host nothing can be checked: it stays RUNNING.
+    """
+    from ml_metadata.proto import metadata_store_pb2
+
+    state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+    if state not in ("NEW", "RUNNING"):
+        return state
+    owner = {
+        key: property_value(value)
+        for key, value in execution.custom_properties.items()
+        if key.startswith(execution_owner.RUNNER_PROPERTY_PREFIX)
+    }
+    if execution_owner.owner_status(owner) == execution_owner.DEAD:
+        return execution_owner.ABANDONED
+    return state
 
 
 def _artifact_node(artifact: Any) -> ArtifactNode:
@@ -707,6 +822,7 @@ def _headlines(mlmd: Any, executions_by_run: dict[int, list[Any]]) -> dict[int, 
         found = [
             (report_id, execution)
             for execution in executions
+            if metadata_store_pb2.Execution.State.Name(execution.last_known_state) in RESULT_STATES
             for report_id in producers.get(execution.id, ())
         ]
         if not found:
@@ -734,10 +850,10 @@ def _run_info(
     executions: list[Any],
     headline: Headline | None,
 ) -> RunInfo:
-    from ml_metadata.proto import metadata_store_pb2
 
-    states = [metadata_store_pb2.Execution.State.Name(e.last_known_state) for e in executions]
+    states = [effective_state(e) for e in executions]
     failed = [e for e, s in zip(executions, states, strict=True) if s == "FAILED"]
+    stopped = [e for e, s in zip(executions, states, strict=True) if s in STOPPED_STATES]
     duration = None
     if executions:
         started = min(e.create_time_since_epoch for e in executions)
@@ -755,17 +871,20 @@ def _run_info(
         cached_count=states.count("CACHED"),
         failed_nodes=[_node_of(mlmd, e) for e in sorted(failed, key=lambda e: e.id)],
         headline=headline,
+        stopped_nodes=[_node_of(mlmd, e) for e in sorted(stopped, key=lambda e: e.id)],
     )
 
 
 def run_state(states: Sequence[str]) -> str:
-    """A run's state from its executions': FAILED beats RUNNING beats COMPLETE."""
+    """A run's state from its executions': FAILED, CANCELED, ABANDONED, RUNNING, COMPLETE."""
     if not states:
         return "EMPTY"
     if "FAILED" in states:
         return "FAILED"
     if "CANCELED" in states:
         return "CANCELED"
+    if execution_owner.ABANDONED in states:
+        return execution_owner.ABANDONED
     if any(s in ("NEW", "RUNNING", "UNKNOWN") for s in states):
         return "RUNNING"
     return "COMPLETE"

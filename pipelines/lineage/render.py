@@ -8,9 +8,11 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from pipelines.execution_owner import ABANDONED, describe_owner
 from pipelines.lineage.queries import (
     ArtifactNode,
     ExecutionNode,
+    InputComparison,
     LineageGraph,
     RunDiff,
     RunGraph,
@@ -79,7 +81,26 @@ def render_runs(runs: Sequence[RunInfo], store: str) -> str:
 def run_state_text(run: RunInfo) -> str:
     if run.state == "FAILED" and run.failed_nodes:
         return f"FAILED at {', '.join(run.failed_nodes)}"
+    if run.state == "CANCELED" and run.stopped_nodes:
+        return f"CANCELED at {', '.join(run.stopped_nodes)} (interrupted)"
+    if run.state == ABANDONED and run.stopped_nodes:
+        return f"ABANDONED at {', '.join(run.stopped_nodes)} (its process is gone)"
     return run.state
+
+
+def execution_state_text(execution: ExecutionNode) -> str:
+    """The state, with why it stopped or which process runs it, where MLMD says so."""
+    owner = describe_owner(execution.owner)
+    if execution.state == ABANDONED:
+        return (
+            f"ABANDONED (MLMD still says {execution.recorded_state}, but "
+            f"{owner or 'its process'} is gone; nothing of it was published)"
+        )
+    if execution.state == "CANCELED":
+        return f"CANCELED ({execution.stop_reason or 'stopped'}; nothing of it was published)"
+    if execution.state in ("NEW", "RUNNING") and owner:
+        return f"{execution.state} ({owner})"
+    return execution.state
 
 
 # --------------------------------------------------------------------------------- show
@@ -125,7 +146,7 @@ def _run_title(run: RunInfo) -> str:
 def _execution_block(
     execution: ExecutionNode, graph: LineageGraph, cached_from: int | None
 ) -> list[str]:
-    state = execution.state
+    state = execution_state_text(execution)
     if cached_from is not None:
         state += f" (reused the outputs of execution {cached_from})"
     lines = [
@@ -197,7 +218,7 @@ def render_trace(trace: Trace, store: str) -> str:
         execution = graph.executions[step.execution_id]
         where = f"run {execution.run_id}" if execution.run_id else "no run recorded"
         lines.append(
-            f"{number}. {execution.node_id}  {execution.state}  "
+            f"{number}. {execution.node_id}  {execution_state_text(execution)}  "
             f"{format_duration(execution.duration_s)}  execution {execution.id} ({where})"
         )
         if step.reused_by:
@@ -249,6 +270,7 @@ def render_diff(diff: RunDiff, store: str) -> str:
     for missing_in, nodes in (("B", diff.nodes_only_in_a), ("A", diff.nodes_only_in_b)):
         if nodes:
             lines.append(f"Nodes with no execution in {missing_in}: {', '.join(nodes)}")
+    lines += _input_lines(diff.inputs)
     lines.append("")
     lines += _headline_comparison(a, b)
     lines.append("")
@@ -279,6 +301,28 @@ def render_diff(diff: RunDiff, store: str) -> str:
 
 
 RATIO_METRICS = frozenset({"p50_ms"})
+
+
+def _input_lines(inputs: Sequence[InputComparison]) -> list[str]:
+    """Which imported inputs changed: path, or contents at the same path (fingerprints)."""
+    changed = [i for i in inputs if i.changed]
+    if not inputs:
+        return []
+    if not changed:
+        return ["Inputs: the same paths and content fingerprints in both runs."]
+    lines = ["Inputs that changed:"]
+    for item in changed:
+        if not item.same_path:
+            lines.append(f"  {item.name}: path A {item.uri_a or '-'}, B {item.uri_b or '-'}")
+            continue
+        if item.same_bytes:
+            what = "same path, same bytes, different modification times"
+        else:
+            what = "same path, DIFFERENT CONTENTS (re-exported in place?)"
+        lines.append(f"  {item.name}: {item.uri_a}: {what}")
+        lines.append(f"    A fingerprint {item.fingerprint_a or '(none recorded)'}")
+        lines.append(f"    B fingerprint {item.fingerprint_b or '(none recorded)'}")
+    return lines
 
 
 def _headline_comparison(a: RunInfo, b: RunInfo) -> list[str]:

@@ -95,7 +95,7 @@ def test_contaminated_windows_are_retried_and_the_variant_settles_on_clean_ones(
     assert result.windows == 3  # Clean windows only: the starved ones counted for nothing.
     assert result.stable and not result.contaminated
     assert result.summary.count == 15
-    assert result.contention["reasons"] == ["other processes used 1.50 of 2 cores"]
+    assert result.contention["worst"]["reason"] == "other processes used 1.50 of 2 cores"
 
 
 def test_a_variant_starved_for_the_whole_budget_is_contaminated():

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+from absl import logging as absl_logging
+
 from components.benchmarker.progress import (
     ProgressDisplay,
     ProgressWriter,
@@ -31,6 +33,10 @@ def test_events_written_by_another_process_are_shown_live_and_logged(tmp_path, c
     )
     stream = io.StringIO()
     display = ProgressDisplay(stream=stream, force_bar=True)
+    # A local run's quiet mode (run_command.quiet_pipeline_logs) may have silenced absl
+    # earlier in this process; the Kubeflow launcher sets INFO, as here.
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
     with caplog.at_level("INFO"), follow_progress(path, display):
         subprocess.run([sys.executable, "-c", child], check=True, cwd=".")
     steps = [e for e in display.events if e["event"] == "step"]
@@ -40,6 +46,7 @@ def test_events_written_by_another_process_are_shown_live_and_logged(tmp_path, c
         ("latency", "tflite_int8", 3, 3),
     ]
     assert "latency: tflite_int8 settled" in stream.getvalue()  # The bar's last state.
+    absl_logging.set_verbosity(verbosity)
     assert "[3/3] latency: tflite_int8 settled" in caplog.text
 
 

@@ -49,8 +49,16 @@ def add_run(
     freezer_fails: bool = False,
     model_uri: str = "/models/digits",
     p50_ms: tuple[float, float] = (0.6, 0.75),
+    model_properties: dict[str, Any] | None = None,
+    benchmarker_stopped: int | None = None,
+    benchmarker_properties: dict[str, Any] | None = None,
 ) -> SyntheticRun:
-    """One run: model and examples importers, a Freezer, and (unless it fails) a Benchmarker."""
+    """One run: model and examples importers, a Freezer, and (unless it fails) a Benchmarker.
+
+    `benchmarker_stopped`: an Execution state (RUNNING, CANCELED) for a Benchmarker that
+    never finished, so published nothing; `benchmarker_properties` are its custom
+    properties (`runner:pid`, `reason`, ...). `model_properties` go on the Model.
+    """
     from ml_metadata.proto import metadata_store_pb2 as pb
 
     pipeline_context = _context(store, "pipeline", pipeline)
@@ -81,7 +89,7 @@ def add_run(
         keys = list(inputs) + list(outputs)
         return dict(zip(keys, artifact_ids, strict=True))
 
-    model = _artifact(store, "Model", model_uri, {"is_external": 1})
+    model = _artifact(store, "Model", model_uri, {"is_external": 1, **(model_properties or {})})
     model_id = execute(
         "model_importer", IMPORTER, {"artifact_uri": model_uri}, {}, {"result": model}
     )["result"]
@@ -113,6 +121,16 @@ def add_run(
         {"model": model},
         {"frozen_graph": frozen},
     )["frozen_graph"]
+    if benchmarker_stopped is not None:
+        execute(
+            "Benchmarker",
+            BENCHMARKER,
+            {"objective": "p50", **(benchmarker_properties or {})},
+            {"model": model, "examples": examples, "frozen_graph": frozen},
+            {},
+            state=benchmarker_stopped,
+        )
+        return SyntheticRun(run_id, model_id, frozen.id, None, None)
     baseline, variant = p50_ms
     report = _artifact(
         store,

@@ -56,3 +56,40 @@ def test_the_task_flag_offers_exactly_the_registered_tasks():
     from pipelines.run_command import TASK_CHOICES
 
     assert (TASK_AUTO, *task_names()) == TASK_CHOICES
+
+
+def test_threads_flags_set_the_benchmark_thread_budget_and_default_to_its_own():
+    from components.benchmarker.harness import BenchmarkSettings
+    from pipelines.run_command import pipeline_settings
+
+    parser = cli.build_parser()
+    given = pipeline_settings(
+        parser.parse_args(["run", "--threads", "4", "--inter-op-threads", "3"])
+    )
+    assert given.benchmark().intra_op_threads == 4
+    assert given.benchmark().inter_op_threads == 3
+    default = pipeline_settings(parser.parse_args(["run"])).benchmark()
+    assert default.intra_op_threads == BenchmarkSettings().intra_op_threads
+    assert default.inter_op_threads == BenchmarkSettings().inter_op_threads
+
+
+def test_a_thread_count_below_one_is_a_usage_error(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "--threads", "0"])
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_a_bare_keyboard_interrupt_is_one_line_and_exit_130(capsys, monkeypatch):
+    from pipelines import run_command
+    from pipelines.run_failures import RunInterrupted, interrupted_message
+
+    def interrupted(args):
+        raise RunInterrupted(interrupted_message("Benchmarker", 7) + " [while running 'x']")
+
+    # build_parser binds `execute` to the module's run_command when main() calls it.
+    monkeypatch.setattr(run_command, "run_command", interrupted)
+    assert cli.main(["run"]) == cli.EXIT_INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert err.splitlines() == [interrupted_message("Benchmarker", 7)]

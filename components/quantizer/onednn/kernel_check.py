@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,10 +109,10 @@ def inspect_kernels(
         if n.op.startswith(("_FusedQuantized", "QuantizedMatMul", "QuantizedConv2D"))
         or n.op.startswith("QuantizedDepthwiseConv2D")
     )
-    from components.common.isolation import run_isolated
+    from components.common.isolation import run_isolated, scratch_directory
 
     opts = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    with tempfile.TemporaryDirectory(prefix="onednn_int8_probe_") as directory:
+    with scratch_directory("onednn_int8_probe_") as directory:
         save_graph_def(graph_def, directory)
         signature.save(directory)
         np.savez(os.path.join(directory, "sample.npz"), *sample)

@@ -1,0 +1,85 @@
+"""The peak memory of one transform, for its artifact's record.
+
+A transform runs partly in the pipeline's process (graph rewriting, calibration reads)
+and partly in isolated children (converters, tfcompile; see isolation.py). Neither the
+process's `ru_maxrss` (monotonic over the whole pipeline) nor the children's
+`RUSAGE_CHILDREN` (the largest child ever) can be split per transform, so:
+
+    with watch_peak_rss() as peak:
+        produce the variant
+    peak.process_growth_bytes  # the highest RSS seen above the start, sampled every 20 ms
+    peak.child_peak_bytes      # the largest peak RSS any child of this block reported
+
+The names say what they are: the first is the growth of a shared process, the
+second a whole process's own peak (including the TF runtime it imported or shared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Iterator
+
+_SAMPLE_S = 0.02
+# Watchers open now; isolation.py reports each child's peak to all of them.
+_OPEN: list[PeakRss] = []
+_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass
+class PeakRss:
+    start_bytes: int = 0
+    highest_bytes: int = 0
+    child_peak_bytes: int = 0
+
+    @property
+    def process_growth_bytes(self) -> int:
+        return max(0, self.highest_bytes - self.start_bytes)
+
+    def properties(self) -> dict[str, int]:
+        """Custom properties for the produced artifact (0: no child ran)."""
+        return {
+            "pipeline_process_peak_rss_growth_bytes": self.process_growth_bytes,
+            "child_process_peak_rss_bytes": self.child_peak_bytes,
+        }
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def note_child_peak(peak_bytes: int) -> None:
+    """Called by isolation.py when a child reports its peak RSS."""
+    with _LOCK:
+        for watcher in _OPEN:
+            watcher.child_peak_bytes = max(watcher.child_peak_bytes, int(peak_bytes))
+
+
+@contextlib.contextmanager
+def watch_peak_rss() -> Iterator[PeakRss]:
+    peak = PeakRss(start_bytes=rss_bytes())
+    peak.highest_bytes = peak.start_bytes
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(_SAMPLE_S):
+            peak.highest_bytes = max(peak.highest_bytes, rss_bytes())
+
+    thread = threading.Thread(target=sample, name="peak-rss", daemon=True)
+    with _LOCK:
+        _OPEN.append(peak)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+        peak.highest_bytes = max(peak.highest_bytes, rss_bytes())
+        with _LOCK:
+            _OPEN.remove(peak)

@@ -1,0 +1,53 @@
+"""Functions run_isolated runs in its child during tests/common/test_isolation.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+
+def sleep_with_temp_dir(report_path: str, seconds: float = 120.0) -> str:
+    """Makes a temp dir and a grandchild, reports their paths and PIDs, then sleeps."""
+    own_temp = tempfile.mkdtemp(prefix="child_temp_")
+    grandchild = subprocess.Popen(["sleep", str(seconds)])
+    partial = report_path + ".tmp"
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "pid": os.getpid(),
+                "grandchild_pid": grandchild.pid,
+                "temp_dir": own_temp,
+                "tmpdir_env": os.environ.get("TMPDIR", ""),
+            },
+            f,
+        )
+    os.replace(partial, report_path)
+    time.sleep(seconds)
+    return own_temp
+
+
+def temp_dir_of_child() -> str:
+    """The child's temp folder (its TMPDIR), for the parent to check it is gone."""
+    return tempfile.gettempdir()
+
+
+def what_the_child_had() -> dict:
+    """Whether TensorFlow was imported before this function ran, and the child's setting."""
+    import sys
+
+    return {
+        "tensorflow_preloaded": "tensorflow" in sys.modules,
+        "pid": os.getpid(),
+        "server_pid": os.getppid(),
+        "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "xla_flags": os.environ.get("XLA_FLAGS"),
+        "cwd": os.getcwd(),
+    }
+
+
+def abort() -> None:
+    """Dies as a converter does on an LLVM or XLA abort."""
+    os.abort()
