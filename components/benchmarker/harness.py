@@ -315,7 +315,7 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         held = baseline_estimate
         while pending:
             spec = pending[0]
-            need, reason = _memory_need(spec, settings, held)
+            need, reason = _memory_need(spec, settings, held, results[spec.name])
             if reason and any(name != baseline.name for name in group):
                 break  # Time what is loaded, release it, then try this one again.
             pending.pop(0)
@@ -437,14 +437,18 @@ def _is_model(model_format: str) -> bool:
     return model_format not in (FORMAT_NULL, FORMAT_PREPROCESSING)
 
 
-def _memory_need(spec: VariantSpec, settings: BenchmarkSettings, held: int) -> tuple[int, str]:
-    """`spec`'s estimated need, and the refusal when it does not fit beside `held` bytes."""
+def _memory_need(
+    spec: VariantSpec, settings: BenchmarkSettings, held: int, result: dict[str, Any]
+) -> tuple[int, str]:
+    """`spec`'s estimated need, and the refusal when it does not fit beside `held` bytes.
+
+    Records the artifact's size in its row (`result`), for the report."""
     from components.benchmarker import memory
     from components.runtimes import backend_for
 
     if not _is_model(spec.model_format):
         return 0, ""
-    size = directory_size_bytes(spec.uri)
+    size = result["size_bytes"] = directory_size_bytes(spec.uri)
     factor = backend_for(spec.model_format).memory_per_artifact_byte
     need = memory.estimate_load_bytes(factor, size)
     room, source = memory.available_bytes(settings.memory_budget_bytes, held)
@@ -455,12 +459,10 @@ def _memory_need(spec: VariantSpec, settings: BenchmarkSettings, held: int) -> t
 
 def _load(spec: VariantSpec, context: _RunContext) -> tuple[Any, GraphSignature | None]:
     """Loads a variant and runs it once; a failure becomes its row's reason."""
-    from components.benchmarker.memory import current_rss_bytes
+    from components.common.memory_watch import rss_bytes as current_rss_bytes
     from components.runtimes import backend_for
 
     settings, result = context.settings, context.results[spec.name]
-    if _is_model(spec.model_format):
-        result["size_bytes"] = directory_size_bytes(spec.uri)
     try:
         backend = backend_for(spec.model_format).for_selection(settings.selection())
         signature = (

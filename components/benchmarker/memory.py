@@ -57,13 +57,6 @@ def cgroup_room_bytes() -> int | None:
     return None
 
 
-def current_rss_bytes() -> int:
-    """This process's resident set size now (Linux /proc; 0 where unavailable)."""
-    from components.common.memory_watch import rss_bytes
-
-    return rss_bytes()
-
-
 def available_bytes(budget_bytes: int | None = None, held_bytes: int = 0) -> tuple[int, str]:
     """Bytes a variant about to load may take, and where the bound comes from.
 
