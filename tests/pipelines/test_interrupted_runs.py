@@ -104,8 +104,11 @@ def _work_folder_of(child_pid: int) -> str:
         arguments = f.read().rstrip(b"\0").split(b"\0")
     if b"components.common.isolation" in arguments:  # A fresh interpreter: its last argument.
         return os.path.dirname(arguments[-1].decode())
-    # Forked: its stdout is a file in its private TMPDIR, inside the work folder.
-    return os.path.dirname(os.path.dirname(os.readlink(f"/proc/{child_pid}/fd/1")))
+    # Forked: its stdout is a file in its private TMPDIR, inside the work folder. A child
+    # caught just after the fork still has the server's stdout (/dev/null) until its dup2.
+    stdout = f"/proc/{child_pid}/fd/1"
+    assert _wait_until(lambda: os.readlink(stdout).endswith("/stdout.txt"), 30), os.readlink(stdout)
+    return os.path.dirname(os.path.dirname(os.readlink(stdout)))
 
 
 def _wait_until(condition, timeout_s: float) -> bool:
