@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 LINT_PATHS := setup.py components pipelines system tests $(wildcard benchmarks)
 
-.PHONY: demo test env lint format lock clean benchmark
+.PHONY: demo test env lint format lock clean benchmark benchmark-big
 
 env:
 	@bash scripts/install-env.sh
@@ -39,3 +39,9 @@ clean:
 ARCH ?= mobilenet_v2
 benchmark: env
 	$(PY) -m benchmarks.keras_applications --arch $(ARCH)
+
+# Big models end to end, peak memory per component: `make benchmark-big MODEL=bert_base`
+# (resnet50, resnet152, efficientnet_b4, bert_base).
+MODEL ?= resnet152
+benchmark-big: env
+	$(PY) -m benchmarks.big_models --model $(MODEL)

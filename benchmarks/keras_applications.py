@@ -36,7 +36,14 @@ from typing import Any
 ARCHITECTURES = {
     "mobilenet_v2": "MobileNetV2",
     "resnet50": "ResNet50",
+    "resnet152": "ResNet152",
+    "efficientnet_b4": "EfficientNetB4",
 }
+# The architectures' own input sizes, where they are not IMAGE_SIZE.
+IMAGE_SIZES = {"efficientnet_b4": 380}
+# Keras' EfficientNets rescale 0..255 pixels inside the model (Rescaling(1/255) first):
+# fed [-1, 1], their first convolution's output sits below batch norm's epsilon.
+PIXELS_0_255 = frozenset({"efficientnet_b4"})
 SEED = 1234
 IMAGE_SIZE = 224
 # Below this many distinct top-1 classes over the eval examples, the outputs cannot show
@@ -56,7 +63,9 @@ SLOW_KINDS = ("xla_jit", "xla_aot")
 MIN_AGREEMENT = 0.99
 
 
-def template_images(count: int, templates: Any, rng: Any) -> tuple[Any, Any]:
+def template_images(
+    count: int, templates: Any, rng: Any, size: int = IMAGE_SIZE
+) -> tuple[Any, Any]:
     """Images drawn around `templates` (smooth colour patterns), and which template each is.
 
     Each image is its template, scaled and shifted in brightness, plus its own smooth
@@ -69,8 +78,8 @@ def template_images(count: int, templates: Any, rng: Any) -> tuple[Any, Any]:
     labels = rng.integers(0, len(templates), size=count)
     own = rng.uniform(-1.0, 1.0, size=(count, 7, 7, 3)).astype(np.float32)
     coarse = templates[labels] * rng.uniform(0.7, 1.3, size=(count, 1, 1, 1)) + 0.4 * own
-    images = tf.image.resize(coarse.astype(np.float32), (IMAGE_SIZE, IMAGE_SIZE), "bicubic")
-    images = images.numpy() + rng.normal(0.0, 0.05, size=(count, IMAGE_SIZE, IMAGE_SIZE, 3))
+    images = tf.image.resize(coarse.astype(np.float32), (size, size), "bicubic")
+    images = images.numpy() + rng.normal(0.0, 0.05, size=(count, size, size, 3))
     return np.clip(images, -1.0, 1.0).astype(np.float32), labels
 
 
@@ -108,7 +117,9 @@ def output_spread(probabilities: Any) -> dict[str, float]:
     }
 
 
-def build_model(arch: str, images: Any, labels: Any) -> tuple[Any, int]:
+def build_model(
+    arch: str, images: Any, labels: Any, epochs: int = TRAIN_EPOCHS, batch_size: int = 16
+) -> tuple[Any, int]:
     """The architecture, briefly trained on the benchmark's own images; (model, BN layers).
 
     `keras.applications.<arch>(weights=None)` is degenerate with random weights
@@ -123,18 +134,21 @@ def build_model(arch: str, images: Any, labels: Any) -> tuple[Any, int]:
     """
     import keras
 
+    size = images.shape[1]
     model = getattr(keras.applications, ARCHITECTURES[arch])(
-        weights=None, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), classes=1000
+        weights=None, input_shape=(size, size, 3), classes=1000
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    model.fit(images, labels, batch_size=16, epochs=TRAIN_EPOCHS, verbose=0, shuffle=True)
+    model.fit(images, labels, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True)
     batch_norms = set_batch_norm_statistics(model, images[:64])
     # The serving signature's input takes the Examples' `image` feature by name.
-    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    image = keras.Input((size, size, 3), name="image")
     return keras.Model(image, model(image), name=arch), batch_norms
 
 
-def build_inputs(arch: str, directory: str, num_examples: int) -> tuple[str, str, dict]:
+def build_inputs(
+    arch: str, directory: str, num_examples: int, epochs: int = TRAIN_EPOCHS, batch_size: int = 16
+) -> tuple[str, str, dict]:
     """Exports the model and its examples under `directory` (reused when already there)."""
     model_uri = os.path.join(directory, "model")
     examples_uri = os.path.join(directory, "examples")
@@ -151,10 +165,13 @@ def build_inputs(arch: str, directory: str, num_examples: int) -> tuple[str, str
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
     templates = rng.uniform(-1.0, 1.0, size=(TEMPLATE_CLASSES, 7, 7, 3)).astype(np.float32)
-    train_images, train_labels = template_images(num_examples, templates, rng)
-    model, batch_norms = build_model(arch, train_images, train_labels)
+    size = IMAGE_SIZES.get(arch, IMAGE_SIZE)
+    train_images, train_labels = template_images(num_examples, templates, rng, size)
+    eval_images, eval_labels = template_images(num_examples, templates, rng, size)
+    if arch in PIXELS_0_255:
+        train_images, eval_images = (127.5 * (x + 1.0) for x in (train_images, eval_images))
+    model, batch_norms = build_model(arch, train_images, train_labels, epochs, batch_size)
     model.export(os.path.join(model_uri, "Format-Serving"), format="tf_saved_model", verbose=False)
-    eval_images, eval_labels = template_images(num_examples, templates, rng)
     splits = {"train": (train_images, train_labels), "eval": (eval_images, eval_labels)}
     spread = {}
     for split, (images, labels) in splits.items():
@@ -164,7 +181,7 @@ def build_inputs(arch: str, directory: str, num_examples: int) -> tuple[str, str
         spread[split] = output_spread(model.predict(images, batch_size=16, verbose=0))
     facts = {
         "arch": arch,
-        "train_epochs": TRAIN_EPOCHS,
+        "train_epochs": epochs,
         "seed": SEED,
         "batch_norm_layers_initialised": batch_norms,
         "spread": spread,

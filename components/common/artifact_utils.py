@@ -87,7 +87,9 @@ def record_failed_variant(
     Whatever the transform half-wrote is removed first, so the artifact holds only
     `FAILED.txt`; the Benchmarker shows the row as failed with this reason.
     """
-    reason = f"{type(error).__name__}: {error}".strip()[:3000]
+    # An error carrying its own `reason` (variant_production.ProducerFailed: what a
+    # producer's child raised) is shown as it is.
+    reason = (getattr(error, "reason", None) or f"{type(error).__name__}: {error}").strip()[:3000]
     _publish_without_model(artifact, variant_name, mode, STATUS_FAILED, reason, FAILURE_FILENAME)
 
 

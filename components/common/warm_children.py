@@ -24,6 +24,10 @@ Environment variables TensorFlow reads while it is imported cannot reach a child
 after the import: a call whose extra environment touches others than `FORK_SAFE_ENV`
 gets a fresh interpreter, and when this process's own environment changes in such a
 variable, the server is started anew.
+
+A forked child that needs a child of its own (a producer running in a child calls a
+converter that isolates itself) asks the same server, whose socket it finds in
+`SOCKET_ENV`: a nested child costs a fork, not a second TensorFlow import.
 `INFERENCE_OPTIMIZER_WARM_CHILDREN=0` turns forking off.
 """
 
@@ -48,6 +52,8 @@ from typing import Any
 # Read by TF or its libraries when first used, not at import: safe to set in the child.
 FORK_SAFE_ENV = frozenset({"TF_CPP_MIN_LOG_LEVEL", "ONEDNN_VERBOSE", "XLA_FLAGS"})
 SWITCH_ENV = "INFERENCE_OPTIMIZER_WARM_CHILDREN"
+# Set in every forked child: its server's socket, for the children it asks for.
+SOCKET_ENV = "INFERENCE_OPTIMIZER_WARM_SOCKET"
 # Variables TensorFlow, its libraries or the interpreter may read at import; a change
 # to any other (a test's PYTEST_CURRENT_TEST) cannot matter to the preloaded import.
 # (PYTHONPATH is the child's own; the server's is set from the same package root.)
@@ -168,6 +174,17 @@ def _connect(server: _Server) -> socket.socket | None:
     return None
 
 
+def _connect_to(socket_path: str) -> socket.socket | None:
+    """A connection to the server that forked this process; None if it is gone."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(socket_path)
+        return connection
+    except OSError:
+        connection.close()
+        return None
+
+
 @dataclasses.dataclass
 class ForkedOutcome:
     returncode: int | None  # None: killed after the timeout.
@@ -188,7 +205,8 @@ def run_forked(
     group) of its own, and its stdout and stderr in files under `child_tmp`. None when
     no server could be reached: the caller starts a fresh interpreter instead.
     """
-    connection = _connect(_server())
+    inherited = os.environ.get(SOCKET_ENV)
+    connection = _connect_to(inherited) if inherited else _connect(_server())
     if connection is None:
         return None
     stdout_path = os.path.join(child_tmp, "stdout.txt")
@@ -257,7 +275,7 @@ def _serve(socket_path: str, parent_pid: int) -> None:
         if pid == 0:
             listener.close()
             connection.close()
-            _child(request)
+            _child(request, socket_path)
         connection.sendall((json.dumps({"pid": pid}) + "\n").encode())
         threading.Thread(target=_report_exit, args=(pid, connection), daemon=True).start()
 
@@ -270,7 +288,7 @@ def _report_exit(pid: int, connection: socket.socket) -> None:
         )
 
 
-def _child(request: dict[str, Any]) -> None:
+def _child(request: dict[str, Any], socket_path: str) -> None:
     """In the forked child: its own group, environment and output; then the request."""
     code = 1
     try:
@@ -281,6 +299,7 @@ def _child(request: dict[str, Any]) -> None:
 
         # Its parent is the server, which dies with the process that started it.
         os.environ[isolation.PARENT_PID_ENV] = str(os.getppid())
+        os.environ[SOCKET_ENV] = socket_path
         tempfile.tempdir = None  # Read TMPDIR (the child's own folder) afresh.
         os.chdir(request["cwd"])
         for fd, path in ((1, request["stdout"]), (2, request["stderr"])):

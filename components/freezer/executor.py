@@ -15,6 +15,7 @@ from components.common.artifact_utils import (
 )
 from components.common.executor_output import executor_output, records_user_errors
 from components.common.graph_io import op_histogram
+from components.common.memory_watch import watch_peak_rss
 from components.freezer.model_forms import ModelSelection, freeze_model, resolve_model
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
@@ -47,8 +48,9 @@ class Executor(base_executor.BaseExecutor):
         model = single_artifact(input_dict["model"], "model")
         frozen_graph = single_artifact(output_dict["frozen_graph"], "frozen_graph")
         source = resolve_model(model.uri)
-        frozen = freeze_model(source, selection_from(exec_properties))
-        frozen.save(frozen_graph.uri)
+        with watch_peak_rss() as peak:
+            frozen = freeze_model(source, selection_from(exec_properties))
+            frozen.save(frozen_graph.uri)
         split = {}
         if frozen.preprocessing is not None:
             split = {
@@ -75,6 +77,7 @@ class Executor(base_executor.BaseExecutor):
                 "portable_rewrites": frozen.portable_rewrites,
                 **source_facts,
                 **split,
+                **peak.properties(),
             },
         )
         return executor_output(output_dict, exec_properties, source_facts)

@@ -19,6 +19,32 @@ from components.inference_optimizer.optimizer import optimize_graph, write_optim
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
 
+def optimize(graph_uri: str, calibration: Any, output_uri: str, exec_properties: dict) -> Produced:
+    """The InferenceOptimizer's producer (common/variant_production.py runs it in a child)."""
+    mode = exec_properties.get("mode") or DEFAULT_MODE
+    transforms = transforms_for(mode, json.loads(exec_properties["transforms"]))
+    configs = json.loads(exec_properties["transform_configs"] or "{}")
+    signature = GraphSignature.load(graph_uri)
+    result = optimize_graph(load_graph_def(graph_uri), signature, transforms, configs)
+    write_optimized_graph(result, signature, output_uri)
+    fusions = next((e["details"] for e in result.transform_log if e["transform"] == "fuse_ops"), {})
+    # The variant is graph.pb; the SavedModel beside it is a servable copy of it.
+    size = directory_size_bytes(os.path.join(output_uri, GRAPH_FILENAME))
+    return (
+        FORMAT_GRAPHDEF,
+        size,
+        {
+            "transforms": result.transforms,
+            "node_count_before": result.node_count_before,
+            "node_count_after": result.node_count_after,
+            "transform_seconds": round(result.seconds, 4),
+            "hardware_requirements": result.hardware_requirements,
+            "fusions": fusions.get("fusions", {}),
+            "reverted_onednn_only_fusions": fusions.get("reverted_onednn_only_fusions", {}),
+        },
+    )
+
+
 class Executor(base_executor.BaseExecutor):
     """Writes the optimized graph, its SavedModel and the transform log.
 
@@ -35,31 +61,5 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         optimized = single_artifact(output_dict["optimized_graph"], "optimized_graph")
         mode = exec_properties.get("mode") or DEFAULT_MODE
-        transforms = transforms_for(mode, json.loads(exec_properties["transforms"]))
-        configs = json.loads(exec_properties["transform_configs"] or "{}")
-
-        def optimize(graph_uri: str, calibration: Any) -> Produced:
-            signature = GraphSignature.load(graph_uri)
-            result = optimize_graph(load_graph_def(graph_uri), signature, transforms, configs)
-            write_optimized_graph(result, signature, optimized.uri)
-            fusions = next(
-                (e["details"] for e in result.transform_log if e["transform"] == "fuse_ops"), {}
-            )
-            # The variant is graph.pb; the SavedModel beside it is a servable copy of it.
-            size = directory_size_bytes(os.path.join(optimized.uri, GRAPH_FILENAME))
-            return (
-                FORMAT_GRAPHDEF,
-                size,
-                {
-                    "transforms": result.transforms,
-                    "node_count_before": result.node_count_before,
-                    "node_count_after": result.node_count_after,
-                    "transform_seconds": round(result.seconds, 4),
-                    "hardware_requirements": result.hardware_requirements,
-                    "fusions": fusions.get("fusions", {}),
-                    "reverted_onednn_only_fusions": fusions.get("reverted_onednn_only_fusions", {}),
-                },
-            )
-
         job = VariantJob(PRODUCER, mode, MODES[mode].variant_name)
         produce_variant(job, input_dict, optimized, exec_properties, optimize)

@@ -16,6 +16,38 @@ from components.common.variant_production import Produced, VariantJob, produce_v
 from components.quantizer.modes import QuantizeSettings, get_mode
 
 
+def settings_from(exec_properties: dict[str, Any]) -> QuantizeSettings:
+    return QuantizeSettings(
+        num_calibration=int(exec_properties["num_calibration"]),
+        inference_io_type=exec_properties["inference_io_type"],
+        batch_sizes=tuple(json.loads(exec_properties["batch_sizes"])),
+    )
+
+
+def quantize(
+    graph_uri: str, calibration: list[Any] | None, output_uri: str, exec_properties: dict
+) -> Produced:
+    """The Quantizer's producer (common/variant_production.py runs it in a child)."""
+    mode = get_mode(exec_properties["mode"])
+    outcome = mode.run(
+        load_graph_def(graph_uri),
+        GraphSignature.load(graph_uri),
+        calibration,
+        output_uri,
+        settings_from(exec_properties),
+    )
+    return (
+        outcome.model_format,
+        outcome.size_bytes,
+        {
+            "calibration_samples": outcome.calibration_samples,
+            "float_ops": outcome.float_ops,
+            "hardware_requirements": outcome.hardware_requirements,
+            **outcome.properties,
+        },
+    )
+
+
 class Executor(base_executor.BaseExecutor):
     """Quantizes the input graph in the configured mode.
 
@@ -35,28 +67,7 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         output = single_artifact(output_dict["quantized_model"], "quantized_model")
         mode = get_mode(exec_properties["mode"])
-        settings = QuantizeSettings(
-            num_calibration=int(exec_properties["num_calibration"]),
-            inference_io_type=exec_properties["inference_io_type"],
-            batch_sizes=tuple(json.loads(exec_properties["batch_sizes"])),
-        )
-
-        def quantize(graph_uri: str, calibration: list[Any] | None) -> Produced:
-            signature = GraphSignature.load(graph_uri)
-            outcome = mode.run(
-                load_graph_def(graph_uri), signature, calibration, output.uri, settings
-            )
-            return (
-                outcome.model_format,
-                outcome.size_bytes,
-                {
-                    "calibration_samples": outcome.calibration_samples,
-                    "float_ops": outcome.float_ops,
-                    "hardware_requirements": outcome.hardware_requirements,
-                    **outcome.properties,
-                },
-            )
-
+        settings = settings_from(exec_properties)
         job = VariantJob(
             "Quantizer",
             mode.name,

@@ -16,6 +16,39 @@ from components.common.variant_production import Produced, VariantJob, produce_v
 from components.runtime_converter.modes import PRODUCER, ConvertSettings, get_mode
 
 
+def settings_from(exec_properties: dict[str, Any]) -> ConvertSettings:
+    return ConvertSettings(
+        num_calibration=int(exec_properties["num_calibration"]),
+        timeout_s=float(exec_properties["timeout_s"]),
+    )
+
+
+def convert(
+    graph_uri: str, calibration: list[Any] | None, output_uri: str, exec_properties: dict
+) -> Produced:
+    """The RuntimeConverter's producer (common/variant_production.py runs it in a child)."""
+    mode = get_mode(exec_properties["mode"])
+    started = time.monotonic()
+    # Converters read and write local paths only; gs:// and s3:// are staged.
+    with (
+        local_input_dir(graph_uri) as graph_dir,
+        local_output_dir(output_uri) as output_dir,
+    ):
+        signature = GraphSignature.load(graph_dir)
+        outcome = mode.run(
+            graph_dir, signature, calibration, output_dir, settings_from(exec_properties)
+        )
+    return (
+        outcome.model_format,
+        outcome.size_bytes,
+        {
+            "calibration_samples": outcome.calibration_samples,
+            "conversion_seconds": round(time.monotonic() - started, 3),
+            **outcome.properties,
+        },
+    )
+
+
 class Executor(base_executor.BaseExecutor):
     """Converts the frozen graph in the configured mode (common/variant_production.py):
 
@@ -35,30 +68,7 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         output = single_artifact(output_dict["converted_model"], "converted_model")
         mode = get_mode(exec_properties["mode"])
-        settings = ConvertSettings(
-            num_calibration=int(exec_properties["num_calibration"]),
-            timeout_s=float(exec_properties["timeout_s"]),
-        )
-
-        def convert(graph_uri: str, calibration: list[Any] | None) -> Produced:
-            started = time.monotonic()
-            # Converters read and write local paths only; gs:// and s3:// are staged.
-            with (
-                local_input_dir(graph_uri) as graph_dir,
-                local_output_dir(output.uri) as output_dir,
-            ):
-                signature = GraphSignature.load(graph_dir)
-                outcome = mode.run(graph_dir, signature, calibration, output_dir, settings)
-            return (
-                outcome.model_format,
-                outcome.size_bytes,
-                {
-                    "calibration_samples": outcome.calibration_samples,
-                    "conversion_seconds": round(time.monotonic() - started, 3),
-                    **outcome.properties,
-                },
-            )
-
+        settings = settings_from(exec_properties)
         job = VariantJob(
             PRODUCER, mode.name, mode.variant_name, mode.needs_calibration, settings.num_calibration
         )

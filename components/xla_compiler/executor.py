@@ -95,6 +95,25 @@ def _native_stderr_to_log() -> Iterator[None]:
                 logging.getLogger(__name__).info("XLA native log:\n%s", text)
 
 
+def compile_graph(
+    graph_uri: str, calibration: list[Any] | None, output_uri: str, exec_properties: dict
+) -> Produced:
+    """The XlaCompiler's producer (common/variant_production.py runs it in a child)."""
+    model_format, properties = compile_variant(
+        load_graph_def(graph_uri),
+        GraphSignature.load(graph_uri),
+        exec_properties["mode"],
+        output_uri,
+        int(exec_properties["batch_size"]),
+        exec_properties["target_cpu"],
+    )
+    return (
+        model_format,
+        directory_size_bytes(output_uri),
+        {"hardware_requirements": ["xla"], **properties},
+    )
+
+
 class Executor(base_executor.BaseExecutor):
     """Compiles the frozen graph with XLA; a graph XLA cannot compile becomes a failed variant."""
 
@@ -107,21 +126,5 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         output = single_artifact(output_dict["compiled_model"], "compiled_model")
         mode = exec_properties["mode"]
-
-        def compile_graph(graph_uri: str, calibration: list[Any] | None) -> Produced:
-            model_format, properties = compile_variant(
-                load_graph_def(graph_uri),
-                GraphSignature.load(graph_uri),
-                mode,
-                output.uri,
-                int(exec_properties["batch_size"]),
-                exec_properties["target_cpu"],
-            )
-            return (
-                model_format,
-                directory_size_bytes(output.uri),
-                {"hardware_requirements": ["xla"], **properties},
-            )
-
         job = VariantJob("XlaCompiler", mode, MODES[mode][0])
         produce_variant(job, input_dict, output, exec_properties, compile_graph)

@@ -51,3 +51,11 @@ def what_the_child_had() -> dict:
 def abort() -> None:
     """Dies as a converter does on an LLVM or XLA abort."""
     os.abort()
+
+
+def asks_for_a_child_of_its_own(workdir: str) -> dict:
+    """A child that isolates a step of its own, as a producer's child calls a converter."""
+    from components.common.isolation import run_isolated
+
+    nested = run_isolated(f"{__name__}:what_the_child_had", {}, workdir, name="nested")
+    return {"server_pid": os.getppid(), "pid": os.getpid(), "nested": nested.result}

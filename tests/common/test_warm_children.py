@@ -61,3 +61,18 @@ def test_an_aborting_forked_child_is_a_signal_failure_and_the_server_lives_on(tm
         "after_result.json",
         "crash_request.json",
     ]
+
+
+def test_a_forked_child_gets_its_own_children_from_the_same_server(tmp_path):
+    outer = run_isolated(
+        f"{_CHILDREN}:asks_for_a_child_of_its_own",
+        {"workdir": str(tmp_path / "nested")},
+        str(tmp_path),
+        name="outer",
+    )
+    assert outer.ok, outer.failure("the outer child")
+    nested = outer.result["nested"]
+    # Forked by the server that forked the outer child: no second TensorFlow import.
+    assert nested["tensorflow_preloaded"]
+    assert nested["server_pid"] == outer.result["server_pid"]
+    assert nested["pid"] != outer.result["pid"]
