@@ -15,7 +15,6 @@ the result is JSON (see `run_benchmark`). Per variant, load time and first-call 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import resource
 import tempfile
@@ -30,6 +29,7 @@ from components.common.artifact_utils import STATUS_FAILED, STATUS_OK, directory
 from components.common.errors import UserInputError
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
+from components.common.memory_watch import release_memory
 from components.common.signature import GraphSignature
 
 
@@ -363,7 +363,7 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         # Drop every reference, so the memory is free before the next group loads.
         group.clear()
         del scored, timed
-        gc.collect()
+        release_memory()
         first_group = False
         group_index += 1
     for name, variant in baseline_loaded.items():

@@ -8,8 +8,9 @@ boundary as a file of JSON lines, one event per step:
 
 A step is one variant loaded, one group's accuracy pass, or one variant settled in one
 timing scenario (latency, throughput at batch b). The parent shows them on a tqdm bar
-when stderr is a terminal, and logs every event through Python logging either way, so
-Kubeflow pod logs carry the same lines (absl logging, as TFX's executors use).
+when stderr is a terminal (else a plain line at most every 30 s), and logs every event
+through Python logging either way, so Kubeflow pod logs carry the same lines (absl
+logging, as TFX's executors use).
 """
 
 from __future__ import annotations
@@ -82,10 +83,26 @@ def describe(event: dict[str, Any]) -> str:
 
 
 class ProgressDisplay:
-    """Shows events on a tqdm bar on a terminal, and logs each one."""
+    """Shows events on a tqdm bar on a terminal, and logs each one.
 
-    def __init__(self, stream: Any = None, force_bar: bool | None = None) -> None:
+    Without a terminal (a CI log, output piped to a file) there is no bar, and a plain
+    line is written instead, at most one per `line_interval_s`: on a BERT-sized model
+    the Benchmarker runs for 15 minutes, and a log that stays silent that long looks
+    hung.
+    """
+
+    def __init__(
+        self,
+        stream: Any = None,
+        force_bar: bool | None = None,
+        line_interval_s: float = 30.0,
+        clock: Any = time.monotonic,
+    ) -> None:
         self._stream = stream or sys.stderr
+        self._line_interval_s = line_interval_s
+        self._clock = clock
+        self._started = clock()
+        self._last_line: float | None = None
         interactive = force_bar if force_bar is not None else _is_terminal(self._stream)
         self._bar = None
         if interactive:
@@ -105,16 +122,36 @@ class ProgressDisplay:
         self.events.append(event)
         if event.get("event") == "step":
             absl_logging.info("Benchmarker %s", describe(event))
-        if self._bar is not None:
-            self._bar.total = event.get("total", self._bar.total)
-            self._bar.n = event.get("done", self._bar.n)
-            if event.get("event") == "step":
-                self._bar.set_postfix_str(describe(event).split("] ", 1)[-1], refresh=False)
-            self._bar.refresh()
+        if self._bar is None:
+            self._plain_line(event)
+            return
+        self._bar.total = event.get("total", self._bar.total)
+        self._bar.n = event.get("done", self._bar.n)
+        if event.get("event") == "step":
+            self._bar.set_postfix_str(describe(event).split("] ", 1)[-1], refresh=False)
+        self._bar.refresh()
+
+    def _plain_line(self, event: dict[str, Any]) -> None:
+        now = self._clock()
+        if event.get("event") != "step":
+            return
+        if self._last_line is not None and now - self._last_line < self._line_interval_s:
+            return
+        self._last_line = now
+        elapsed = now - self._started
+        done, total = event.get("done", 0), event.get("total", 0)
+        left = f", about {_minutes(elapsed / done * (total - done))} left" if done else ""
+        self._stream.write(f"  Benchmarker {describe(event)} ({_minutes(elapsed)} in{left})\n")
+        self._stream.flush()
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _minutes(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def _is_terminal(stream: Any) -> bool:

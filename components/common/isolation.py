@@ -384,8 +384,13 @@ def _call_and_write_result(request: dict[str, Any]) -> int:
         }
         traceback.print_exc()
         code = 3
-    # The whole child's peak, what a transform's record calls child_process_peak_rss.
-    written["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # The whole child's peak, what a transform's record calls child_process_peak_rss;
+    # or its own children's, when they held more (a producer's child runs converters).
+    from components.common.memory_watch import largest_child_peak_bytes
+
+    written["peak_rss_bytes"] = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, largest_child_peak_bytes()
+    )
     partial = request["result_path"] + ".tmp"
     with open(partial, "w", encoding="utf-8") as f:
         json.dump(written, f)

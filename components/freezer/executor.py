@@ -15,7 +15,7 @@ from components.common.artifact_utils import (
 )
 from components.common.executor_output import executor_output, records_user_errors
 from components.common.graph_io import op_histogram
-from components.common.memory_watch import watch_peak_rss
+from components.common.memory_watch import release_memory, watch_peak_rss
 from components.freezer.model_forms import ModelSelection, freeze_model, resolve_model
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
@@ -80,4 +80,8 @@ class Executor(base_executor.BaseExecutor):
                 **peak.properties(),
             },
         )
+        # The pipeline's process goes on to run the other components: the loaded model
+        # and its frozen graph must not stay in it (4.4 GiB for a BERT-base otherwise).
+        del frozen
+        release_memory()
         return executor_output(output_dict, exec_properties, source_facts)

@@ -50,12 +50,25 @@ def test_events_written_by_another_process_are_shown_live_and_logged(tmp_path, c
     assert "[3/3] latency: tflite_int8 settled" in caplog.text
 
 
-def test_no_bar_when_the_stream_is_not_a_terminal():
+def test_without_a_terminal_a_plain_line_at_most_every_interval():
     stream = io.StringIO()
-    display = ProgressDisplay(stream=stream)
-    display.show({"event": "step", "what": "loaded", "variant": "x", "done": 1, "total": 2})
+    now = [100.0]
+    display = ProgressDisplay(stream=stream, line_interval_s=30.0, clock=lambda: now[0])
+
+    def step(done: int, at: float) -> None:
+        now[0] = at
+        display.show(
+            {"event": "step", "what": "loaded", "variant": f"v{done}", "done": done, "total": 4}
+        )
+
+    step(1, 110.0)  # The first step is shown at once.
+    step(2, 120.0)  # Within 30 s of the last line: not shown.
+    step(3, 190.0)
     display.close()
-    assert stream.getvalue() == ""
+    assert stream.getvalue().splitlines() == [
+        "  Benchmarker [1/4] loaded: v1 (10s in, about 30s left)",
+        "  Benchmarker [3/4] loaded: v3 (1m30s in, about 30s left)",
+    ]
 
 
 def test_a_writer_never_counts_past_its_total_and_can_be_closed_early(tmp_path):

@@ -58,4 +58,16 @@ def asks_for_a_child_of_its_own(workdir: str) -> dict:
     from components.common.isolation import run_isolated
 
     nested = run_isolated(f"{__name__}:what_the_child_had", {}, workdir, name="nested")
-    return {"server_pid": os.getppid(), "pid": os.getpid(), "nested": nested.result}
+    hungry = run_isolated(f"{__name__}:holds_memory", {"mebibytes": 400}, workdir, name="big")
+    return {
+        "server_pid": os.getppid(),
+        "pid": os.getpid(),
+        "nested": nested.result,
+        "nested_peak_rss_bytes": hungry.peak_rss_bytes,
+    }
+
+
+def holds_memory(mebibytes: int) -> None:
+    """Touches `mebibytes` of memory, as a converter holding a model does."""
+    block = bytearray(mebibytes << 20)
+    block[::4096] = b"x" * len(block[::4096])

@@ -63,7 +63,9 @@ def test_an_aborting_forked_child_is_a_signal_failure_and_the_server_lives_on(tm
     ]
 
 
-def test_a_forked_child_gets_its_own_children_from_the_same_server(tmp_path):
+def test_a_forked_child_gets_its_own_children_from_the_same_server_and_reports_their_peak(
+    tmp_path,
+):
     outer = run_isolated(
         f"{_CHILDREN}:asks_for_a_child_of_its_own",
         {"workdir": str(tmp_path / "nested")},
@@ -76,3 +78,7 @@ def test_a_forked_child_gets_its_own_children_from_the_same_server(tmp_path):
     assert nested["tensorflow_preloaded"]
     assert nested["server_pid"] == outer.result["server_pid"]
     assert nested["pid"] != outer.result["pid"]
+    # The outer child reports the larger peak of its own children as its peak: a
+    # producer's record must show what its converter held.
+    assert outer.result["nested_peak_rss_bytes"] > 400 << 20
+    assert outer.peak_rss_bytes >= outer.result["nested_peak_rss_bytes"]
