@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from components.benchmarker import memory
 from components.benchmarker.tasks import LabelSettings
 from components.common.artifact_utils import STATUS_FAILED, STATUS_OK, directory_size_bytes
 from components.common.errors import UserInputError
@@ -313,9 +314,12 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     while pending:
         group: dict[str, Any] = {}
         held = baseline_estimate
+        # The live room now, with the baseline's actual use already in it; `held` counts
+        # the baseline's estimate, so it is added back (memory.available_bytes).
+        group_start = memory.available_bytes()[0] + baseline_estimate
         while pending:
             spec = pending[0]
-            need, reason = _memory_need(spec, settings, held, results[spec.name])
+            need, reason = _memory_need(spec, settings, held, group_start, results[spec.name])
             if reason and any(name != baseline.name for name in group):
                 break  # Time what is loaded, release it, then try this one again.
             pending.pop(0)
@@ -438,12 +442,16 @@ def _is_model(model_format: str) -> bool:
 
 
 def _memory_need(
-    spec: VariantSpec, settings: BenchmarkSettings, held: int, result: dict[str, Any]
+    spec: VariantSpec,
+    settings: BenchmarkSettings,
+    held: int,
+    group_start: int,
+    result: dict[str, Any],
 ) -> tuple[int, str]:
-    """`spec`'s estimated need, and the refusal when it does not fit beside `held` bytes.
+    """`spec`'s estimated need, and the refusal when it does not fit beside `held` bytes
+    (the estimates of the loaded variants) in the room the group started with.
 
     Records the artifact's size in its row (`result`), for the report."""
-    from components.benchmarker import memory
     from components.runtimes import backend_for
 
     if not _is_model(spec.model_format):
@@ -451,7 +459,7 @@ def _memory_need(
     size = result["size_bytes"] = directory_size_bytes(spec.uri)
     factor = backend_for(spec.model_format).memory_per_artifact_byte
     need = memory.estimate_load_bytes(factor, size)
-    room, source = memory.available_bytes(settings.memory_budget_bytes, held)
+    room, source = memory.available_bytes(settings.memory_budget_bytes, held, group_start)
     if need <= room:
         return need, ""
     return need, memory.refusal(spec.name, need, size, factor, room, source)
