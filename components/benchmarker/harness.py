@@ -59,6 +59,9 @@ class BenchmarkSettings:
     intra_op_threads: int = 2
     inter_op_threads: int = 1
     warmup_calls: int = 20
+    # A variant's warm-up in each scenario ends after this long (and at least 2 calls),
+    # even before `warmup_calls`: it bounds big models' warm-up (stats.measure_interleaved).
+    warmup_budget_s: float = 3.0
     # Calls per timing window, at most; slow variants get fewer calls so that a window
     # lasts about `window_target_s` (never fewer than `min_window_size` calls).
     latency_window_size: int = 50
@@ -115,7 +118,7 @@ class BenchmarkSettings:
             problems.append(
                 f"max_windows ({self.max_windows}) is below min_windows ({self.min_windows})"
             )
-        for name in ("window_target_s", "cv_threshold", "time_budget_s"):
+        for name in ("window_target_s", "cv_threshold", "time_budget_s", "warmup_budget_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if any(b < 1 for b in self.throughput_batch_sizes):
@@ -667,6 +670,7 @@ def _measure_batch(
             return stats.measure_interleaved(
                 calls,
                 warmup_calls=settings.warmup_calls,
+                warmup_budget_s=settings.warmup_budget_s,
                 window_size={n: window_sizes[n] for n in calls},
                 criterion=criterion,
                 monitor=monitor,

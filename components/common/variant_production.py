@@ -19,7 +19,7 @@ RuntimeConverter): skip, calibrate, produce, publish.
    TensorFlow import). Not in the pipeline's process, because TensorFlow keeps every
    function a graph was imported into, constants included, for the life of the
    process: on a 440 MB BERT-base graph, the XLA JIT and AOT transforms in-process
-   grew the pipeline process from 4.0 to 13.2 GB. A child's memory goes back to the
+   grew the pipeline process from 3.8 to 12.6 GiB. A child's memory goes back to the
    system when it ends. `produce` raises, or its child dies, when the tool cannot take
    this model (a converter crash, an op it lacks): a `failed` artifact with the
    reason, and the pipeline goes on.

@@ -28,6 +28,7 @@ variable, the server is started anew.
 A forked child that needs a child of its own (a producer running in a child calls a
 converter that isolates itself) asks the same server, whose socket it finds in
 `SOCKET_ENV`: a nested child costs a fork, not a second TensorFlow import.
+
 `INFERENCE_OPTIMIZER_WARM_CHILDREN=0` turns forking off.
 """
 

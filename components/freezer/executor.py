@@ -81,7 +81,7 @@ class Executor(base_executor.BaseExecutor):
             },
         )
         # The pipeline's process goes on to run the other components: the loaded model
-        # and its frozen graph must not stay in it (4.4 GiB for a BERT-base otherwise).
+        # and its frozen graph must not stay in it (4.2 GiB for a BERT-base otherwise).
         del frozen
         release_memory()
         return executor_output(output_dict, exec_properties, source_facts)

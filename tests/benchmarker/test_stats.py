@@ -301,3 +301,36 @@ def test_throughput_images_per_s_divides_batch_by_p50_or_mean():
     assert throughput_images_per_s(8, summary, statistic="mean") == pytest.approx(1600.0)
     with pytest.raises(ValueError):
         throughput_images_per_s(0, summary)
+
+
+def test_a_warmup_budget_ends_a_slow_variants_warmup_and_the_calls_made_are_recorded():
+    clock = FakeClock()
+    criterion = StabilityCriterion(cv_threshold=0.05, min_windows=3, max_windows=20)
+
+    results = measure_interleaved(
+        # A BERT-sized call (1 s) and a small one (1 ms), 20 warm-up calls asked for.
+        {"big": clock.variant([1000.0]), "small": clock.variant([1.0])},
+        warmup_calls=20,
+        window_size=3,
+        criterion=criterion,
+        clock=clock,
+        warmup_budget_s=2.5,
+    )
+
+    assert results["big"].warmup_calls == 3  # 2 calls are 2 s < 2.5 s; the 3rd ends it.
+    assert results["small"].warmup_calls == 20  # 20 ms: the budget never binds.
+    assert results["big"].stable and results["big"].summary.p50_ms == pytest.approx(1000.0)
+
+
+def test_a_warmup_budget_still_makes_the_first_two_calls():
+    clock = FakeClock()
+    criterion = StabilityCriterion(cv_threshold=0.05, min_windows=3, max_windows=20)
+    results = measure_interleaved(
+        {"huge": clock.variant([60_000.0])},
+        warmup_calls=20,
+        window_size=1,
+        criterion=criterion,
+        clock=clock,
+        warmup_budget_s=0.5,
+    )
+    assert results["huge"].warmup_calls == 2
