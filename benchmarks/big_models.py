@@ -41,7 +41,6 @@ import time
 from typing import Any
 
 GiB = 1 << 30
-MiB = 1 << 20
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSS_SAMPLE_S = 1.0
 PSS_SAMPLE_S = 5.0
@@ -436,9 +435,9 @@ def variant_rows(report: dict) -> list[dict]:
 
 
 def _size(value: int | None) -> str:
-    if not value:
-        return "-"
-    return f"{value / GiB:.2f} GiB" if value >= GiB else f"{value / MiB:.0f} MiB"
+    from components.benchmarker.memory import format_bytes
+
+    return format_bytes(value) if value else "-"
 
 
 def render(name: str, facts: dict, measured: dict, components: list[dict], variants: list[dict]):
