@@ -11,8 +11,9 @@ For one model, this:
    - `bert_base`: a BERT-base-sized encoder from keras layers (12 layers, hidden 768,
      12 heads, FFN 3072, vocabulary 30522, sequence 128), fed int64 `input_ids` and
      `attention_mask`, with a binary (sigmoid) head (`build_bert`).
-2. Runs `inference-optimizer run` with every default kind this machine can run (XLA
-   included: a kind that cannot take the model must be a failed row, not a dead run)
+2. Runs `inference-optimizer run --memory-budget <the model's bound>` with every default
+   kind this machine can run (XLA included: a kind that cannot take the model, or
+   needs more than the budget, must be a failed row, not a dead run)
    under `/usr/bin/time -v`, while sampling the proportional set size (PSS) of the run's
    whole process tree every 5 s (and its RSS sum, an upper bound, every second). PSS
    splits the pages that forked children share with their server, so the tree's sum is
@@ -479,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="default: runs/big-<model>")
     parser.add_argument("--num-examples", type=int, default=128, help="per split")
     parser.add_argument("--time-budget", type=float, default=20.0, help="per timing scenario")
+    parser.add_argument(
+        "--memory-budget",
+        default=None,
+        help="the run's --memory-budget (default: the model's bound, e.g. 10Gi; 'none': unset)",
+    )
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("run_args", nargs="*", help="extra `run` arguments, after --")
     args = parser.parse_args(argv)
@@ -499,7 +505,11 @@ def main(argv: list[str] | None = None) -> int:
         facts = json.load(f)
     print(f"Inputs: {json.dumps(facts['spread']['eval'])}", file=sys.stderr)
     pipeline_name = f"big-{args.model.replace('_', '-')}"
-    run_args = ["--time-budget", str(args.time_budget), *args.run_args]
+    # The bound is what the run is told it may take: a transform that would need more
+    # is a failed variant that says so (components/common/memory_cap.py).
+    budget = args.memory_budget or f"{MODELS[args.model].bound_bytes / GiB:g}Gi"
+    budget_args = [] if budget == "none" else ["--memory-budget", budget]
+    run_args = ["--time-budget", str(args.time_budget), *budget_args, *args.run_args]
     measured = run_pipeline(facts, output, pipeline_name, run_args)
     components, report = component_table(output, pipeline_name)
     variants = variant_rows(report)

@@ -77,6 +77,11 @@ class PipelineSettings:
     # Any task: "" (the task's default), "0.5" in the metric's units, or "2%" of the baseline.
     max_metric_drop: str = ""
     max_p99_ms: float = 0.0  # 0 means no ceiling.
+    # The memory the pipeline's transforms and benchmark may take, in bytes; None: what
+    # the machine has. Each transform's child is stopped past its share, as a failed
+    # variant (components/common/memory_cap.py), and the Benchmarker loads in groups
+    # that fit (components/benchmarker/memory.py).
+    memory_budget_bytes: int | None = None
 
     def __post_init__(self) -> None:
         from components.common.errors import UserInputError
@@ -90,6 +95,8 @@ class PipelineSettings:
             )
         if self.max_p99_ms < 0:
             problems.append(f"max_p99_ms cannot be negative, got {self.max_p99_ms}")
+        if self.memory_budget_bytes is not None and self.memory_budget_bytes < 1:
+            problems.append(f"memory_budget_bytes must be positive, got {self.memory_budget_bytes}")
         if self.num_calibration < 1:
             problems.append(f"num_calibration must be at least 1, got {self.num_calibration}")
         if self.xla_aot_batch_size < 1:
@@ -164,6 +171,9 @@ class PipelineSettings:
         """The Benchmarker's settings: the timing knobs plus this pipeline's data settings."""
         return dataclasses.replace(
             self.benchmark_settings,
+            memory_budget_bytes=(
+                self.benchmark_settings.memory_budget_bytes or self.memory_budget_bytes
+            ),
             split=self.eval_split,
             calibration_split=self.calibration_split,
             signature_key=self.signature_key,
@@ -190,7 +200,10 @@ def _inference_optimizer(kind: Any, given: _ProducerInputs) -> Any:
     from components.inference_optimizer.component import InferenceOptimizer
 
     return InferenceOptimizer(
-        frozen_graph=given.frozen_graph, transforms=given.settings.transforms, mode=kind.mode
+        frozen_graph=given.frozen_graph,
+        transforms=given.settings.transforms,
+        mode=kind.mode,
+        memory_budget_bytes=given.settings.memory_budget_bytes,
     )
 
 
@@ -206,6 +219,7 @@ def _quantizer(kind: Any, given: _ProducerInputs) -> Any:
         calibration_split=given.settings.calibration_split,
         eval_split=given.settings.eval_split,
         feed_settings=given.settings.feed_settings(),
+        memory_budget_bytes=given.settings.memory_budget_bytes,
     )
 
 
@@ -217,6 +231,7 @@ def _xla_compiler(kind: Any, given: _ProducerInputs) -> Any:
         mode=kind.mode,
         batch_size=given.settings.xla_aot_batch_size,
         target_cpu=given.settings.xla_target_cpu,
+        memory_budget_bytes=given.settings.memory_budget_bytes,
     )
 
 
@@ -231,6 +246,7 @@ def _runtime_converter(kind: Any, given: _ProducerInputs) -> Any:
         calibration_split=given.settings.calibration_split,
         eval_split=given.settings.eval_split,
         feed_settings=given.settings.feed_settings(),
+        memory_budget_bytes=given.settings.memory_budget_bytes,
     )
 
 

@@ -130,6 +130,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="seconds each timing scenario may take before unstable variants are given up",
     )
     run.add_argument(
+        "--memory-budget",
+        dest="memory_budget_bytes",
+        type=_memory_bytes,
+        default=None,
+        metavar="SIZE",
+        help="memory the transforms and the benchmark may take, as a Kubernetes quantity "
+        "(10Gi, 512Mi): a transform that outgrows its share is a failed variant that says so, "
+        "and the Benchmarker loads variants in groups that fit; default: what the machine has",
+    )
+    run.add_argument(
         "--threads",
         type=_positive_int,
         default=None,
@@ -176,6 +186,17 @@ def _positive_int(value: str) -> int:
     if not value.strip().isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
     return int(value)
+
+
+def _memory_bytes(value: str) -> int:
+    """A Kubernetes memory quantity (10Gi, 512Mi, 8G), the same spelling as `--memory`."""
+    from components.common.errors import UserInputError
+    from pipelines.kubeflow.platform_spec import parse_memory_gb
+
+    try:
+        return round(parse_memory_gb(value, "memory budget") * 10**9)
+    except UserInputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _name_list(value: str) -> tuple[str, ...]:
@@ -312,7 +333,14 @@ def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.Pipeli
         "max_metric_drop": args.max_metric_drop,
     }
     # Left unset unless given, so that PipelineSettings holds the one default.
-    for field in ("variants", "transforms", "objective", "max_accuracy_drop", "max_p99_ms"):
+    for field in (
+        "variants",
+        "transforms",
+        "objective",
+        "max_accuracy_drop",
+        "max_p99_ms",
+        "memory_budget_bytes",
+    ):
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
     return PipelineSettings.from_json(values)

@@ -15,6 +15,8 @@ The harness also uses `room` to decide how many variants it keeps loaded at once
 
 from __future__ import annotations
 
+from components.common.memory_watch import format_bytes
+
 MiB = 1 << 20
 # Beyond every variant's own estimate: interpreter state, one batch of inputs.
 FIXED_OVERHEAD_BYTES = 32 * MiB
@@ -86,7 +88,10 @@ def available_bytes(
         bounds.append((container - RESERVE_BYTES, "the container's memory limit"))
     if budget_bytes is not None:
         bounds.append(
-            (budget_bytes - held_bytes, f"memory_budget_bytes={format_bytes(budget_bytes)}")
+            (
+                budget_bytes - held_bytes,
+                f"the {format_bytes(budget_bytes)} of memory_budget_bytes left for variants",
+            )
         )
     if group_start_bytes is not None:
         bounds.append(
@@ -105,12 +110,6 @@ def available_bytes(
 def estimate_load_bytes(memory_per_artifact_byte: float, size_bytes: int) -> int:
     """What loading and running a variant of `size_bytes` will hold, by its runtime's factor."""
     return int(memory_per_artifact_byte * size_bytes) + FIXED_OVERHEAD_BYTES
-
-
-def format_bytes(value: int) -> str:
-    if value >= 1 << 30:
-        return f"{value / (1 << 30):.2f} GiB"
-    return f"{value / MiB:.0f} MiB"
 
 
 def refusal(name: str, need: int, size_bytes: int, factor: float, room: int, source: str) -> str:

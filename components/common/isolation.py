@@ -153,12 +153,15 @@ def run_isolated(
     timeout_s: float | None = None,
     env: Mapping[str, str] | None = None,
     name: str = "child",
+    memory_budget_bytes: int | None = None,
 ) -> ChildOutcome:
     """Calls `module:function(**kwargs)` in a new interpreter; never raises for its failure.
 
     `env` entries are added to this process's environment (e.g. XLA_FLAGS,
     ONEDNN_VERBOSE). `workdir` holds the request and result files (`name` keeps two
-    calls in one directory apart).
+    calls in one directory apart). With `memory_budget_bytes`, or when this process is
+    itself a capped child, the child is killed past its memory cap, and the outcome's
+    error is MemoryBudgetExceeded (memory_cap.py).
     """
     os.makedirs(workdir, exist_ok=True)
     request_path = os.path.join(workdir, f"{name}_request.json")
@@ -188,6 +191,43 @@ def run_isolated(
     child_env.update(env or {})
     child_env["TMPDIR"] = child_tmp
     child_env[_PARENT_PID_ENV] = str(os.getpid())
+    from components.common import memory_cap
+
+    cap = memory_cap.cap_for_child(memory_budget_bytes)
+    watch = memory_cap.ChildWatch(cap) if cap is not None else None
+    if cap is not None:
+        child_env[memory_cap.CAP_ENV] = str(cap)  # Its own children's caps start from it.
+    try:
+        outcome = _run_child(request_path, result_path, child_tmp, child_env, env, timeout_s, watch)
+    finally:
+        if watch is not None:
+            watch.stop()
+    if watch is not None and watch.exceeded_bytes:
+        from components.common.memory_watch import note_child_peak
+
+        note_child_peak(watch.exceeded_bytes)
+        message = memory_cap.exceeded_message(
+            f"the {name} process ({function})", watch.exceeded_bytes, watch.cap_bytes
+        )
+        return dataclasses.replace(
+            outcome,
+            error_type="MemoryBudgetExceeded",
+            error_message=message,
+            peak_rss_bytes=watch.exceeded_bytes,
+        )
+    return outcome
+
+
+def _run_child(
+    request_path: str,
+    result_path: str,
+    child_tmp: str,
+    child_env: dict[str, str],
+    env: Mapping[str, str] | None,
+    timeout_s: float | None,
+    watch: Any,  # memory_cap.ChildWatch | None
+) -> ChildOutcome:
+    """Runs the child, forked by the warm server when it can be, else a fresh interpreter."""
     from components.common import warm_children
 
     forked = None
@@ -195,7 +235,12 @@ def run_isolated(
         # Forked by a server that imported TF once: no import bill (warm_children.py).
         try:
             forked = warm_children.run_forked(
-                request_path, child_env, child_tmp, _PACKAGE_ROOT, timeout_s
+                request_path,
+                child_env,
+                child_tmp,
+                _PACKAGE_ROOT,
+                timeout_s,
+                on_started=watch.watch if watch is not None else None,
             )
         finally:
             if forked is not None:
@@ -219,6 +264,8 @@ def run_isolated(
             cwd=_PACKAGE_ROOT,
             start_new_session=True,  # Its own process group: one killpg ends it all.
         )
+        if watch is not None:
+            watch.watch(process.pid)
         try:
             stdout, stderr = process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:

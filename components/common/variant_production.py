@@ -42,6 +42,9 @@ from components.common.artifact_utils import (
     single_artifact,
 )
 
+# The producers' optional execution parameter: the memory their children may take with
+# the pipeline's process (PipelineSettings.memory_budget_bytes; None: no cap).
+MEMORY_BUDGET_PARAMETER = "memory_budget_bytes"
 # (format, size in bytes, properties to record) of a produced variant.
 Produced = tuple[str, int, dict[str, Any]]
 # produce(graph_uri, calibration inputs or None, output_uri, exec_properties): a
@@ -141,6 +144,8 @@ def _produce_in_child(
             },
             work_dir,
             name="produce",
+            # A budget caps the child and what it starts (common/memory_cap.py).
+            memory_budget_bytes=exec_properties.get(MEMORY_BUDGET_PARAMETER) or None,
         )
     if outcome.ok:
         model_format, size_bytes, properties = outcome.result

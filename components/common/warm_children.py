@@ -47,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # Read by TF or its libraries when first used, not at import: safe to set in the child.
@@ -199,12 +199,14 @@ def run_forked(
     child_tmp: str,
     cwd: str,
     timeout_s: float | None,
+    on_started: Callable[[int], None] | None = None,
 ) -> ForkedOutcome | None:
     """Runs `isolation.child_main(request_path)` in a child forked by the warm server.
 
     The child gets `child_env` as its whole environment, `cwd`, a session (and process
     group) of its own, and its stdout and stderr in files under `child_tmp`. None when
     no server could be reached: the caller starts a fresh interpreter instead.
+    `on_started(pid)` is called once the child exists (the memory cap watches it).
     """
     inherited = os.environ.get(SOCKET_ENV)
     connection = _connect_to(inherited) if inherited else _connect(_server())
@@ -225,6 +227,8 @@ def run_forked(
         stream.flush()
         try:
             pid = json.loads(stream.readline())["pid"]
+            if on_started is not None:
+                on_started(pid)
             connection.settimeout(timeout_s)
             try:
                 exit_code: int | None = json.loads(stream.readline())["exit"]

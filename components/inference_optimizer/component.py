@@ -25,6 +25,8 @@ class InferenceOptimizerSpec(ComponentSpec):
         "transforms": ExecutionParameter(type=str),  # JSON list, or null for the defaults.
         "transform_configs": ExecutionParameter(type=str),  # JSON {transform: {setting: v}}.
         "package_version": ExecutionParameter(type=str),
+        # Caps the transform's children (common/memory_cap.py); unset: no cap.
+        "memory_budget_bytes": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {"frozen_graph": ChannelParameter(type=FrozenGraph)}
     OUTPUTS = {"optimized_graph": ChannelParameter(type=OptimizedGraph)}
@@ -47,6 +49,7 @@ class InferenceOptimizer(base_component.BaseComponent):
         transforms: Sequence[str] | None = None,
         transform_configs: dict[str, dict[str, Any]] | None = None,
         mode: str = DEFAULT_MODE,
+        memory_budget_bytes: int | None = None,
     ) -> None:
         from components.inference_optimizer.optimizer import resolve_transform_names
 
@@ -60,6 +63,7 @@ class InferenceOptimizer(base_component.BaseComponent):
             transforms=json.dumps(list(transforms) if transforms is not None else None),
             transform_configs=json.dumps(transform_configs or {}, sort_keys=True),
             package_version=__version__,
+            memory_budget_bytes=memory_budget_bytes,
             optimized_graph=channel.Channel(type=OptimizedGraph),
         )
         super().__init__(spec=spec)

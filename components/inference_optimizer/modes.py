@@ -41,14 +41,23 @@ MODES: dict[str, OptimizerMode] = {
 
 
 def transforms_for(mode: str, transforms: list[str] | None) -> list[str] | None:
-    """The transform selection a mode runs (None: the defaults, for the default mode)."""
+    """The transform selection a mode runs (None: the defaults, for the default mode).
+
+    A mode's own transforms win over the ones they conflict with: the bfloat16 mode
+    drops `fuse_ops` (Bfloat16.conflicts says why), and TF's runtime fuses the bfloat16
+    ops itself when it loads the graph. Without this, the bfloat16 kind failed on every
+    CPU that has bf16, the only ones it is built for.
+    """
     extra = list(MODES[mode].extra_transforms)
     if not extra:
         return transforms
     from components.inference_optimizer.optimizer import default_transform_names
+    from components.inference_optimizer.registry import get_transform
 
     chosen = list(transforms) if transforms is not None else list(default_transform_names())
-    return chosen + [t for t in extra if t not in chosen]
+    conflicting = {other for name in extra for other in get_transform(name).conflicts}
+    kept = [t for t in chosen if t not in conflicting]
+    return kept + [t for t in extra if t not in kept]
 
 
 def variant_kinds() -> list:  # -> list[components.variant_kinds.VariantKind]

@@ -33,6 +33,8 @@ class QuantizerSpec(ComponentSpec):
         "eval_split": ExecutionParameter(type=str),
         "feed_settings": ExecutionParameter(type=str),  # JSON of feeds.FeedSettings.
         "package_version": ExecutionParameter(type=str),
+        # Caps the transform's children (common/memory_cap.py); unset: no cap.
+        "memory_budget_bytes": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         "frozen_graph": ChannelParameter(type=FrozenGraph),
@@ -65,6 +67,7 @@ class Quantizer(base_component.BaseComponent):
         calibration_split: str = AUTO_CALIBRATION_SPLIT,
         eval_split: str = "eval",
         feed_settings: FeedSettings | None = None,
+        memory_budget_bytes: int | None = None,
     ) -> None:
         quantize_mode = get_mode(mode)  # Refuse unknown modes at pipeline-build time.
         if quantize_mode.needs_calibration and examples is None:
@@ -83,6 +86,7 @@ class Quantizer(base_component.BaseComponent):
             eval_split=eval_split,
             feed_settings=json.dumps((feed_settings or FeedSettings()).to_json(), sort_keys=True),
             package_version=__version__,
+            memory_budget_bytes=memory_budget_bytes,
             quantized_model=channel.Channel(type=QuantizedModel),
         )
         super().__init__(spec=spec)

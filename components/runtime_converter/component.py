@@ -29,6 +29,8 @@ class RuntimeConverterSpec(ComponentSpec):
         "feed_settings": ExecutionParameter(type=str),  # JSON of feeds.FeedSettings.
         "timeout_s": ExecutionParameter(type=float),
         "package_version": ExecutionParameter(type=str),
+        # Caps the transform's children (common/memory_cap.py); unset: no cap.
+        "memory_budget_bytes": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         "frozen_graph": ChannelParameter(type=FrozenGraph),
@@ -61,6 +63,7 @@ class RuntimeConverter(base_component.BaseComponent):
         eval_split: str = "eval",
         feed_settings: FeedSettings | None = None,
         timeout_s: float = ConvertSettings.timeout_s,
+        memory_budget_bytes: int | None = None,
     ) -> None:
         convert_mode = get_mode(mode)  # Refuse unknown modes at pipeline-build time.
         if convert_mode.needs_calibration and examples is None:
@@ -76,6 +79,7 @@ class RuntimeConverter(base_component.BaseComponent):
             feed_settings=json.dumps((feed_settings or FeedSettings()).to_json(), sort_keys=True),
             timeout_s=float(timeout_s),
             package_version=__version__,
+            memory_budget_bytes=memory_budget_bytes,
             converted_model=channel.Channel(type=ConvertedModel),
         )
         super().__init__(spec=spec)

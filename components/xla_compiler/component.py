@@ -22,6 +22,8 @@ class XlaCompilerSpec(ComponentSpec):
         # the Benchmarker runs on another node type than the compile, as on Kubeflow).
         "target_cpu": ExecutionParameter(type=str),
         "package_version": ExecutionParameter(type=str),
+        # Caps the transform's children (common/memory_cap.py); unset: no cap.
+        "memory_budget_bytes": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {"frozen_graph": ChannelParameter(type=FrozenGraph)}
     OUTPUTS = {"compiled_model": ChannelParameter(type=XlaCompiledModel)}
@@ -42,6 +44,7 @@ class XlaCompiler(base_component.BaseComponent):
         mode: str,
         batch_size: int = 1,
         target_cpu: str = "host",
+        memory_budget_bytes: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
@@ -53,6 +56,7 @@ class XlaCompiler(base_component.BaseComponent):
             batch_size=batch_size,
             target_cpu=target_cpu,
             package_version=__version__,
+            memory_budget_bytes=memory_budget_bytes,
             compiled_model=channel.Channel(type=XlaCompiledModel),
         )
         super().__init__(spec=spec)

@@ -67,7 +67,35 @@ def asks_for_a_child_of_its_own(workdir: str) -> dict:
     }
 
 
-def holds_memory(mebibytes: int) -> None:
-    """Touches `mebibytes` of memory, as a converter holding a model does."""
+def holds_memory(mebibytes: int, hold_s: float = 0.0) -> None:
+    """Touches `mebibytes` of memory, as a converter holding a model does, for `hold_s`."""
+    import time
+
     block = bytearray(mebibytes << 20)
     block[::4096] = b"x" * len(block[::4096])
+    time.sleep(hold_s)
+
+
+def resident_bytes() -> int:
+    """This child's resident memory as it starts (a forked child shares the server's)."""
+    from components.common.memory_watch import rss_bytes
+
+    return rss_bytes()
+
+
+def starts_a_hungry_child(workdir: str, mebibytes: int) -> dict:
+    """A capped child that starts a child of its own, which holds `mebibytes`."""
+    from components.common.isolation import run_isolated
+    from components.common.memory_cap import CAP_ENV
+
+    nested = run_isolated(
+        f"{__name__}:holds_memory",
+        {"mebibytes": mebibytes, "hold_s": 2.0},
+        workdir,
+        name="converter",
+    )
+    return {
+        "own_cap": int(os.environ[CAP_ENV]),
+        "nested_error": nested.error_type,
+        "nested_message": nested.error_message,
+    }

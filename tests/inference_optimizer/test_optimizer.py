@@ -63,6 +63,20 @@ def test_defaults_are_every_transform_but_bfloat16_in_canonical_order():
     assert resolve_transform_names(None) == DEFAULTS
 
 
+def test_the_bfloat16_mode_drops_the_transforms_bfloat16_conflicts_with():
+    """On a bf16 CPU its kind ran the defaults plus bfloat16, and fuse_ops refused it."""
+    from components.inference_optimizer.modes import BFLOAT16_MODE, transforms_for
+
+    chosen = transforms_for(BFLOAT16_MODE, None)
+    assert resolve_transform_names(chosen) == chosen  # A selection that validates.
+    assert chosen[-1] == "bfloat16" and "fuse_ops" not in chosen
+    assert "fold_batch_norms" in chosen
+    assert transforms_for(BFLOAT16_MODE, ["fold_constants", "fuse_ops"]) == [
+        "fold_constants",
+        "bfloat16",
+    ]
+
+
 def test_empty_selection_returns_the_graph_unchanged(frozen_digits):
     result = optimize_graph(frozen_digits.graph_def, frozen_digits.signature, [])
 

@@ -73,6 +73,36 @@ def test_threads_flags_set_the_benchmark_thread_budget_and_default_to_its_own():
     assert default.inter_op_threads == BenchmarkSettings().inter_op_threads
 
 
+def test_the_memory_budget_reaches_every_transform_and_the_benchmark():
+    from tfx.types import channel, standard_artifacts
+
+    from pipelines.pipeline import optimizer_components
+    from pipelines.run_command import pipeline_settings
+
+    model = channel.Channel(type=standard_artifacts.Model)
+    examples = channel.Channel(type=standard_artifacts.Examples)
+
+    settings = pipeline_settings(cli.build_parser().parse_args(["run", "--memory-budget", "9Gi"]))
+    assert settings.memory_budget_bytes == 9 << 30
+    assert settings.benchmark().memory_budget_bytes == 9 << 30
+    components = optimizer_components(model, examples, settings)
+    producers = [c for c in components if "memory_budget_bytes" in c.exec_properties]
+    # Every producer of a variant: the Freezer and Benchmarker have no child to cap.
+    assert len(producers) == len(components) - 2
+    assert {c.exec_properties["memory_budget_bytes"] for c in producers} == {9 << 30}
+    default = pipeline_settings(cli.build_parser().parse_args(["run"]))
+    unset = optimizer_components(model, examples, default)
+    assert all(c.exec_properties.get("memory_budget_bytes") is None for c in unset)
+
+
+def test_a_memory_budget_that_is_not_a_quantity_is_a_usage_error(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "--memory-budget", "ten"])
+    assert "Kubernetes suffixes" in capsys.readouterr().err
+
+
 def test_a_thread_count_below_one_is_a_usage_error(capsys):
     import pytest
 
