@@ -127,7 +127,8 @@ class BenchmarkReport(Artifact):
             - `report.html`: self-contained, no external assets.
 
     * Custom properties: `schema_version`, `winner`, `blessed`, `baseline_p50_ms`,
-      and per variant `<variant>.p50_ms`, `<variant>.top1`, `<variant>.speedup_p50`.
+      and per variant `<variant>.p50_ms`, `<variant>.top1`, `<variant>.speedup_p50`;
+      the machine as `hardware_*` and `version_*` (components/benchmarker/report_schema.md).
     """
 
     TYPE_NAME = "components.BenchmarkReport"

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from components.benchmarker.run_parameters import OBJECTIVES
 from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
 
@@ -19,7 +20,6 @@ DEFAULT_PIPELINE_NAME = "inference-optimizer"
 # the pipeline (a local run), or by each producer on its own node (Kubeflow, Vertex).
 HARDWARE_THIS_MACHINE = "this_machine"
 HARDWARE_EACH_NODE = "each_node"
-OBJECTIVES = ("p50", "throughput")
 
 
 def _benchmark_settings_type():  # -> type[components.benchmarker.harness.BenchmarkSettings]

@@ -130,6 +130,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="seconds each timing scenario may take before unstable variants are given up",
     )
     run.add_argument(
+        "--require-speedup",
+        type=_positive_float,
+        default=None,
+        metavar="X",
+        help="for CI gates: exit with code 3 unless the blessed variant is at least X times "
+        "the baseline on the objective (nothing blessed also fails the gate)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of the table (its shape: "
+        "pipelines/run_summary.py; progress stays on stderr)",
+    )
+    run.add_argument(
         "--memory-budget",
         dest="memory_budget_bytes",
         type=_memory_bytes,
@@ -186,6 +200,16 @@ def _positive_int(value: str) -> int:
     if not value.strip().isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
     return int(value)
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value!r}")
+    return number
 
 
 def _memory_bytes(value: str) -> int:
@@ -427,8 +451,14 @@ def _run_holding_lock(args: argparse.Namespace, pipeline_name: str, output_dir: 
     run_pipeline(pipeline, progress_stream=sys.stderr)
     print(f"Pipeline finished in {time.monotonic() - started:.1f}s.", file=sys.stderr)
 
-    print_results(store_location, pipeline_name, store_description)
-    return 0
+    return print_results(
+        store_location,
+        pipeline_name,
+        store_description,
+        output_dir=output_dir,
+        as_json=args.json,
+        required_speedup=args.require_speedup,
+    )
 
 
 def fingerprint_inputs(
@@ -455,9 +485,21 @@ def fingerprint_inputs(
     return model, examples
 
 
-def print_results(store_location: Any, pipeline_name: str, store_description: str) -> None:
-    """The newest run's results table, the cached nodes and where everything is."""
+def print_results(
+    store_location: Any,
+    pipeline_name: str,
+    store_description: str,
+    output_dir: str = "",
+    as_json: bool = False,
+    required_speedup: float | None = None,
+) -> int:
+    """The newest run's results table (or --json document), the cached nodes and where
+    everything is; returns the exit code (run_summary.EXIT_SPEEDUP_NOT_MET when the
+    --require-speedup gate fails)."""
+    import json
+
     from components.benchmarker.report import read_report, render_text_table
+    from pipelines import run_summary
     from pipelines.lineage import queries
     from pipelines.lineage.store import open_store
 
@@ -468,16 +510,40 @@ def print_results(store_location: Any, pipeline_name: str, store_description: st
         store, "report", run_ref=run.run_id, pipeline=pipeline_name
     )
     report_uri = graph.artifacts[report_id].uri
-    print()
-    print(render_text_table(read_report(report_uri)))
-    print()
+    report = read_report(report_uri)
     # Importers always reuse an already registered URI; only real components count here.
     cached = [
         e.node_id
         for e in sorted(graph.executions.values(), key=lambda e: e.id)
         if e.state == "CACHED" and not e.node_id.endswith("_importer")
     ]
+    code, gate_line = 0, ""
+    if required_speedup is not None:
+        met, gate_line = run_summary.speedup_gate(report, required_speedup)
+        code = 0 if met else run_summary.EXIT_SPEEDUP_NOT_MET
+    if as_json:
+        document = run_summary.run_document(
+            report,
+            pipeline=pipeline_name,
+            run_id=run.run_id,
+            output_dir=output_dir,
+            report_uri=report_uri,
+            metadata=store_description,
+            served_from_cache=cached,
+            required_speedup=required_speedup,
+            exit_code=code,
+        )
+        print(json.dumps(document, indent=2, allow_nan=False))
+        if gate_line:
+            print(gate_line, file=sys.stderr)
+        return code
+    print()
+    print(render_text_table(report))
+    print()
     if cached:
         print(f"Served from cache: {', '.join(cached)} (use --no-cache to rerun).")
     print(f"Report:   {os.path.join(report_uri, 'report.html')}")
     print(f"Metadata: {store_description} (inspect with `inference-optimizer lineage`)")
+    if gate_line:
+        print(gate_line)
+    return code

@@ -12,7 +12,9 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from components import artifacts
 from components.artifacts import BenchmarkReport, VariantBlessing
 from components.benchmarker import executor
+from components.benchmarker.run_parameters import check_run_parameters
 from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP, parse_metric_budget
+from components.common.errors import UserInputError
 from components.variant_kinds import all_kinds
 from components.version import __version__
 from system import HTML, Markdown
@@ -20,7 +22,6 @@ from system import HTML, Markdown
 # One optional input key per variant kind (components/variant_kinds.py): on Kubeflow an
 # output key carries one artifact, so each producer instance feeds its own key here.
 VARIANT_INPUT_TYPES = {kind.name: getattr(artifacts, kind.artifact_type) for kind in all_kinds()}
-OBJECTIVES = ("p50", "throughput")
 
 
 class BenchmarkerSpec(ComponentSpec):
@@ -33,6 +34,8 @@ class BenchmarkerSpec(ComponentSpec):
         # "" (the task's default), a number in the metric's units, or "N%" of the baseline.
         "max_metric_drop": ExecutionParameter(type=str),
         "max_p99_ms": ExecutionParameter(type=float),
+        # Overrides benchmark_settings' time_budget_s: a run parameter on Kubeflow/Vertex.
+        "time_budget_s": ExecutionParameter(type=float, optional=True),
         # JSON {kind: reason} of the kinds the pipeline left out on this hardware.
         "skipped_variants": ExecutionParameter(type=str),
         "package_version": ExecutionParameter(type=str),
@@ -85,12 +88,16 @@ class Benchmarker(base_beam_component.BaseBeamComponent):
             raise ValueError(
                 f"unknown variant inputs {unknown}; known: {sorted(VARIANT_INPUT_TYPES)}"
             )
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-        if not 0 <= max_accuracy_drop <= 1:
-            raise ValueError(
-                f"max_accuracy_drop is a fraction (0.01 = 1 point), got {max_accuracy_drop}"
+        try:
+            check_run_parameters(
+                {
+                    "objective": objective,
+                    "max_accuracy_drop": max_accuracy_drop,
+                    "max_p99_ms": max_p99_ms,
+                }
             )
+        except UserInputError as error:
+            raise ValueError(str(error)) from None
         if max_metric_drop:
             parse_metric_budget(max_metric_drop)  # Refuse a malformed budget now.
         settings_json = json.dumps(benchmark_settings or {}, sort_keys=True)

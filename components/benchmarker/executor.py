@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -18,6 +19,7 @@ from components.benchmarker.harness import (
     run_benchmark_in_subprocess,
 )
 from components.benchmarker.progress import ProgressDisplay
+from components.benchmarker.run_parameters import check_run_parameters
 from components.benchmarker.selection import (
     FAITHFULNESS_AGREEMENT,
     FAITHFULNESS_RELATIVE_ERROR,
@@ -175,7 +177,20 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         blessing_artifact = single_artifact(output_dict["blessing"], "blessing")
         from components.freezer.model_forms import resolve_model
 
+        # On Kubeflow and Vertex these are the run's parameters: checked only now.
+        run_parameters = check_run_parameters(exec_properties)
         settings = parse_settings(exec_properties["benchmark_settings"])
+        if "time_budget_s" in run_parameters:
+            settings = dataclasses.replace(settings, time_budget_s=run_parameters["time_budget_s"])
+        if settings.memory_budget_bytes is not None:
+            # The pipeline's budget covers this process too (the local run's: the
+            # pipeline itself); the benchmark process gets what is left.
+            from components.common.memory_watch import release_memory, rss_bytes
+
+            release_memory()
+            settings = dataclasses.replace(
+                settings, memory_budget_bytes=max(1, settings.memory_budget_bytes - rss_bytes())
+            )
         # The baseline is the original model in its own form (SavedModel, Keras, TF1).
         specs, baseline_name = variant_specs(
             model,

@@ -34,6 +34,8 @@ from components.common.errors import UserInputError
 # Fields left out of `comparable_key`, and why: `os` is the full kernel/distribution
 # string, which changes with every kernel patch release without changing kernel speed.
 _NOT_COMPARED = ("os",)
+# Runtimes outside TensorFlow whose versions a report records (TF's own are fields).
+OPTIONAL_RUNTIMES = ("openvino", "onnxruntime", "tf2onnx", "nncf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,10 @@ class HardwareFingerprint:
     machine: str
     os: str
     python_version: str
+    # Added later, so with defaults: reports written before them still load.
+    gpu_memory_mib: int | None = None  # Per GPU (the smallest, when they differ).
+    # The optional runtimes' versions, by distribution name; absent: not installed.
+    runtime_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def has_flag(self, flag: str) -> bool:
         return flag in self.cpu_flags
@@ -85,6 +91,7 @@ class HardwareFingerprint:
         fields = {field.name: value.get(field.name) for field in dataclasses.fields(cls)}
         fields["cpu_flags"] = tuple(value.get("cpu_flags") or ())
         fields["gpu_count"] = int(value.get("gpu_count") or 0)
+        fields["runtime_versions"] = dict(value.get("runtime_versions") or {})
         return cls(**fields)
 
 
@@ -117,7 +124,7 @@ def collect_fingerprint(
     tf_version = _package_version("tensorflow", "tensorflow-cpu", "tensorflow-intel")
     tflite_version = tf_version or _package_version("tflite-runtime", "ai-edge-litert")
     tf_module = _tensorflow_module(import_tensorflow and tf_version is not None)
-    gpu_model, gpu_driver, gpu_count = _probe_gpus(tf_module)
+    gpu_model, gpu_driver, gpu_count, gpu_memory_mib = _probe_gpus(tf_module)
     machine = platform.machine()
     return HardwareFingerprint(
         cpu_vendor=vendor,
@@ -138,19 +145,28 @@ def collect_fingerprint(
         machine=machine,
         os=platform.platform(),
         python_version=platform.python_version(),
+        gpu_memory_mib=gpu_memory_mib,
+        runtime_versions={
+            name: version
+            for name in OPTIONAL_RUNTIMES
+            if (version := _package_version(name)) is not None
+        },
     )
 
 
-def parse_nvidia_smi(text: str) -> list[tuple[str, str]]:
-    """(model, driver) per GPU from nvidia-smi's CSV output (no header).
+def parse_nvidia_smi(text: str) -> list[tuple[str, str, int | None]]:
+    """(model, driver, memory in MiB) per GPU from nvidia-smi's CSV output (no header).
 
-    The command is `nvidia-smi --query-gpu=name,driver_version --format=csv,noheader`.
+    The command is `nvidia-smi --query-gpu=name,driver_version,memory.total
+    --format=csv,noheader,nounits`; a model name may itself hold commas.
     """
     gpus = []
     for line in text.splitlines():
-        if "," in line:
-            name, _, driver = line.rpartition(",")
-            gpus.append((name.strip(), driver.strip()))
+        if line.count(",") < 2:
+            continue
+        name, driver, memory = line.rsplit(",", 2)
+        memory = memory.strip().removesuffix("MiB").strip()
+        gpus.append((name.strip(), driver.strip(), int(memory) if memory.isdigit() else None))
     return gpus
 
 
@@ -331,12 +347,17 @@ def _tensorflow_module(allow_import: bool) -> Any:
     return tf
 
 
-def _probe_gpus(tf_module: Any) -> tuple[str | None, str | None, int]:
-    """(model, driver, count): nvidia-smi when present, else TF's device list."""
+def _probe_gpus(tf_module: Any) -> tuple[str | None, str | None, int, int | None]:
+    """(model, driver, count, memory in MiB): nvidia-smi when present, else TF's device
+    list (which says nothing of the memory)."""
     if shutil.which("nvidia-smi"):
         try:
             completed = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                [
+                    "nvidia-smi",
+                    "--query-gpu=name,driver_version,memory.total",
+                    "--format=csv,noheader,nounits",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=20,
@@ -347,17 +368,19 @@ def _probe_gpus(tf_module: Any) -> tuple[str | None, str | None, int]:
         if completed is not None and completed.returncode == 0:
             gpus = parse_nvidia_smi(completed.stdout)
             if gpus:
-                models = sorted({model for model, _ in gpus})
-                drivers = sorted({driver for _, driver in gpus})
-                return ", ".join(models), ", ".join(drivers), len(gpus)
+                models = sorted({model for model, _, _ in gpus})
+                drivers = sorted({driver for _, driver, _ in gpus})
+                memories = [memory for _, _, memory in gpus if memory is not None]
+                smallest = min(memories) if memories else None
+                return ", ".join(models), ", ".join(drivers), len(gpus), smallest
     if tf_module is None:
-        return None, None, 0
+        return None, None, 0, None
     try:
         devices = tf_module.config.list_physical_devices("GPU")
     except Exception:  # A broken CUDA set-up must not stop a CPU benchmark.
-        return None, None, 0
+        return None, None, 0, None
     if not devices:
-        return None, None, 0
+        return None, None, 0, None
     names = set()
     for device in devices:
         try:
@@ -365,7 +388,7 @@ def _probe_gpus(tf_module: Any) -> tuple[str | None, str | None, int]:
         except Exception:  # Details are optional; the count is what matters.
             details = {}
         names.add(details.get("device_name") or device.name)
-    return ", ".join(sorted(names)), None, len(devices)
+    return ", ".join(sorted(names)), None, len(devices), None
 
 
 def _xla_available(tf_module: Any, tf_version: str | None) -> bool | None:

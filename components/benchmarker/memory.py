@@ -68,10 +68,10 @@ def available_bytes(
     """Bytes a variant about to load may take, and where the bound comes from.
 
     The smallest of: MemAvailable and the cgroup's room (live, less a reserve), and
-    `budget_bytes` (the benchmark's `memory_budget_bytes`: what the loaded variants
-    may hold at once, by their estimates) less `held_bytes`, the estimates of the
-    variants loaded already; and `group_start_bytes` (the live room when the group began
-    loading) less `held_bytes`.
+    `budget_bytes` (the variants' share of the benchmark's `memory_budget_bytes`:
+    what the loaded variants may hold at once, by their estimates) less `held_bytes`,
+    the estimates of the variants loaded already; and `group_start_bytes` (the live
+    room when the group began loading) less `held_bytes`.
 
     The last bound is what keeps a group within memory. The live room alone is not: a
     variant just loaded holds far less than it will once it runs (XLA compiles per

@@ -231,6 +231,38 @@ def report_custom_properties(report: Mapping[str, Any]) -> dict[str, Any]:
             properties[f"{row['name']}.agreement"] = row["agreement"]
         if row.get("speedup_vs_baseline_p50") is not None:
             properties[f"{row['name']}.speedup_p50"] = row["speedup_vs_baseline_p50"]
+    properties.update(hardware_properties(report.get("fingerprint") or {}))
+    return properties
+
+
+def hardware_properties(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """The machine's key facts as custom properties, so that MLMD (the Kubeflow UI,
+    `lineage show`) says which hardware a figure came from, not only report.json.
+
+    `hardware_<flag>` is 1 or 0 for each CPU flag the kinds depend on (AVX-512, VNNI,
+    bf16, AMX); unknown values are left out rather than recorded as empty.
+    """
+    from components.common.cpu_facts import CPU_FLAGS_OF_INTEREST
+
+    flags = set(fingerprint.get("cpu_flags") or ())
+    properties: dict[str, Any] = {
+        f"hardware_{flag}": int(flag in flags) for flag in CPU_FLAGS_OF_INTEREST
+    }
+    facts = {
+        "hardware_cpu_model": fingerprint.get("cpu_model"),
+        "hardware_logical_cores": fingerprint.get("logical_cores"),
+        "hardware_usable_cores": fingerprint.get("usable_cores"),
+        "hardware_gpu_model": fingerprint.get("gpu_model"),
+        "hardware_gpu_count": fingerprint.get("gpu_count"),
+        "hardware_gpu_memory_mib": fingerprint.get("gpu_memory_mib"),
+        "version_tensorflow": fingerprint.get("tensorflow_version"),
+        "version_tflite": fingerprint.get("tflite_version"),
+        **{
+            f"version_{name}": version
+            for name, version in (fingerprint.get("runtime_versions") or {}).items()
+        },
+    }
+    properties.update({key: value for key, value in facts.items() if value is not None})
     return properties
 
 
@@ -673,6 +705,8 @@ def _fingerprint_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     for key, value in (report.get("fingerprint") or {}).items():
         if isinstance(value, list):
             text = " ".join(str(v) for v in value) or "none"
+        elif isinstance(value, Mapping):  # runtime_versions
+            text = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
         else:
             text = "n/a" if value is None else str(value)
         rows.append((key, text))

@@ -507,21 +507,34 @@ def convert_graph(
     """Converts in this process; returns the flatbuffer and the calibration sample count.
 
     Prefer `quantize_to_tflite`, which runs this in a subprocess: the converter can abort.
+
+    From the frozen GraphDef itself (TF's v1 `from_frozen_graph`), with the batch fixed in
+    the placeholders, so that no dynamic shape reaches the flatbuffer and XNNPACK takes
+    the whole graph. The model's inputs and outputs are in `input_arrays` and
+    `output_arrays` order, which is the signature's (runtimes/tflite.py relies on it).
+    Not from a concrete function: that path saves a SavedModel of the graph first and
+    converts that. A float16 conversion of ResNet50 took 3.6 GiB and 11 s that way,
+    against 1.6 GiB and 3 s from the GraphDef (the frozen graph alone holds 0.8 GiB).
     """
+    import os
+    import tempfile
+
     import tensorflow as tf
 
-    from components.common.graph_io import graph_def_function
-
-    # Converting a concrete function with a static batch (in its input signature and in
-    # the placeholders): no dynamic shapes reach the flatbuffer, so XNNPACK can take the
-    # whole graph.
-    function = graph_def_function(
-        _with_static_batch(graph_def, signature, batch_size),
-        static_signature(signature, batch_size),
-    )
-    # A trackable object selects the current (SavedModel-based) conversion path, which
-    # also writes a `serving_default` signature def that TFLiteModel uses for io order.
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], tf.Module())
+    fixed = static_signature(signature, batch_size)
+    with tempfile.TemporaryDirectory(prefix="tflite_graph_") as folder:
+        path = os.path.join(folder, "graph.pb")
+        with open(path, "wb") as f:
+            f.write(_with_static_batch(graph_def, signature, batch_size).SerializeToString())
+        converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+            path,
+            input_arrays=[_lite_tensor_name(t.tensor_name) for t in fixed.inputs],
+            output_arrays=[_lite_tensor_name(t.tensor_name) for t in fixed.outputs],
+            input_shapes={
+                _lite_tensor_name(t.tensor_name): list(t.shape) for t in fixed.inputs if t.shape
+            }
+            or None,
+        )
     calibration_samples = 0
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -531,13 +544,9 @@ def convert_graph(
     elif mode == "int8":
         if calibration is None:
             raise ValueError("Mode int8 needs calibration inputs.")
-        # Keyed by input name: as a list, the calibrator feeds the model's input tensors
-        # in its own order, which need not be the signature's (two inputs get swapped).
-        names = [t.name for t in signature.inputs]
-        batches = [
-            dict(zip(names, batch, strict=True))
-            for batch in _calibration_batches(calibration, batch_size)
-        ]
+        # A list per batch, in the signature's input order: the model's own input order
+        # (input_arrays above), as the calibrator feeds a model without signature defs.
+        batches = _calibration_batches(calibration, batch_size)
         calibration_samples = len(batches) * batch_size
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: iter(batches)
@@ -549,6 +558,11 @@ def convert_graph(
     elif mode != "float32":
         raise ValueError(f"Unknown mode {mode!r}.")
     return converter.convert(), calibration_samples
+
+
+def _lite_tensor_name(tensor_name: str) -> str:
+    """TFLite's v1 converter names a tensor `op` for output 0 and `op:N` for the others."""
+    return tensor_name[: -len(":0")] if tensor_name.endswith(":0") else tensor_name
 
 
 def _with_static_batch(

@@ -380,6 +380,18 @@ class _Prepared:
     version_name: str
 
 
+def check_offline(package_path: str, options: RunOptions) -> None:
+    """Everything about a submission that needs no server: the package, the parameters'
+    names and types, the pipeline root. Called before connecting, so that a mistyped
+    `--param` is reported as such, not as the connection error of an unreachable host."""
+    from components.benchmarker.run_parameters import check_run_parameters
+    from pipelines.kubeflow.compiler import load_package
+
+    pipeline_spec, _ = load_package(package_path)
+    check_run_parameters(check_params(pipeline_spec, options.params))
+    resolve_pipeline_root(pipeline_spec, options.pipeline_root)
+
+
 def _prepare(
     client: Any, connection: Connection, package_path: str, options: RunOptions
 ) -> _Prepared:
@@ -468,3 +480,33 @@ def schedule_recurring_run(
         p.experiment_id,
         _ui_url(connection, f"recurringrun/details/{job.recurring_run_id}"),
     )
+
+
+# The states after which a KFP v2 run changes no more (kfp_server_api V2beta1RuntimeState).
+FINAL_RUN_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+
+
+def wait_for_run(
+    client: Any,
+    connection: Connection,
+    run_id: str,
+    timeout_s: float | None,
+    poll_s: float = 10.0,
+    on_state: Any = None,  # Callable[[str], None]: called when the state changes.
+) -> str | None:
+    """Polls the run until it reaches a final state; that state, or None at the timeout."""
+    import time
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    last = None
+    while True:
+        with api_errors(connection, f"reading the state of run {run_id}"):
+            state = str(client.get_run(run_id).state or "PENDING")
+        if state != last and on_state is not None:
+            on_state(state)
+        last = state
+        if state in FINAL_RUN_STATES:
+            return state
+        if deadline is not None and time.monotonic() + poll_s > deadline:
+            return None
+        time.sleep(poll_s)

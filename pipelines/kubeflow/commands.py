@@ -7,12 +7,30 @@ build its parser, and `--help` must stay fast. TFX loads only inside `compile`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 KFP_HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp's own variable for the API address
+# `submit --wait`: 0 when the run SUCCEEDED; a failure to submit is 1 (pipelines/cli.py).
+EXIT_OK = 0
+EXIT_RUN_NOT_SUCCEEDED = 4  # It ended FAILED, CANCELED or SKIPPED.
+EXIT_WAIT_TIMED_OUT = 5  # --wait-timeout passed; the run goes on.
+
+
+_JSON_HELP = (
+    "print one JSON document on stdout instead of the summary (its shape: "
+    "pipelines/kubeflow/commands.py, package_document and submitted_document)"
+)
+
+
+def elapsed(started: float) -> str:
+    seconds = int(time.monotonic() - started)
+    return f"{seconds // 60:d}m{seconds % 60:02d}s"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +103,7 @@ def _add_compile(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="seconds each benchmark timing scenario may take",
     )
+    parser.add_argument("--json", action="store_true", help=_JSON_HELP)
     parser.set_defaults(execute=compile_command)
 
 
@@ -149,6 +168,22 @@ def _add_submit(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     _add_run_arguments(parser)
+    parser.add_argument("--json", action="store_true", help=_JSON_HELP)
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help=f"wait for the run to end, print its final state, and exit {EXIT_OK} only if it "
+        f"SUCCEEDED ({EXIT_RUN_NOT_SUCCEEDED} if it ended otherwise, {EXIT_WAIT_TIMED_OUT} if "
+        "--wait-timeout passed first)",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --wait: give up waiting after S seconds (the run goes on); default: no limit",
+    )
+    parser.add_argument("--poll-interval", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.set_defaults(execute=submit_command)
 
 
@@ -208,8 +243,39 @@ def compile_command(args: argparse.Namespace) -> int:
         _quiet_tfx_logs()
     print(f"Compiling pipeline {settings.pipeline_name!r} for Kubeflow ...", file=sys.stderr)
     package = compile_package(settings)
-    print(describe_package(package, settings))
+    if args.json:
+        print(json.dumps(package_document(package), indent=2))
+    else:
+        print(describe_package(package, settings))
     return 0
+
+
+def package_document(package: Any) -> dict[str, Any]:
+    """`compile --json`: {"package": path, "pipeline_name", "pipeline_root" (or null),
+    "parameters": {name: {"type", "default"}}, "benchmarker_executor",
+    "has_platform_spec"}."""
+    spec = package.pipeline_spec
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    return {
+        "package": package.path,
+        "pipeline_name": spec["pipelineInfo"]["name"],
+        "pipeline_root": spec.get("defaultPipelineRoot"),
+        "parameters": {
+            name: {"type": p.get("parameterType"), "default": p.get("defaultValue")}
+            for name, p in sorted(parameters.items())
+        },
+        "benchmarker_executor": package.benchmarker_executor,
+        "has_platform_spec": bool(package.platform_spec),
+    }
+
+
+def submitted_document(submitted: Any, final_state: str | None, exit_code: int) -> dict:
+    """`submit --json`: what was created ({"kind", "id", "name", "pipeline_id",
+    "pipeline_version_id", "pipeline_version_name", "experiment_id", "url"}), plus
+    "final_state" (null without --wait, or when --wait-timeout passed) and "exit_code"."""
+    import dataclasses
+
+    return {**dataclasses.asdict(submitted), "final_state": final_state, "exit_code": exit_code}
 
 
 def describe_package(package: Any, settings: Any) -> str:
@@ -315,16 +381,50 @@ def run_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from pipelines.kubeflow.client import RunOptions, connect, submit_run
-    from pipelines.kubeflow.compiler import load_package
+    from pipelines.kubeflow.client import RunOptions, check_offline, connect, submit_run
 
     options = RunOptions(**run_options_from_args(args))
-    load_package(args.package)  # A bad package fails before any network call.
+    check_offline(args.package, options)  # A bad package or --param: before any connection.
     connection = connection_from_args(args)
-    client = connect(connection)
-    submitted = submit_run(client, connection, args.package, options)
-    print(describe_submitted(submitted))
-    return 0
+    # With --json, stdout holds only the document: the human lines, and the links that
+    # kfp.Client prints itself ("Experiment details: ..."), go to stderr.
+    human = sys.stderr if args.json else sys.stdout
+    with contextlib.redirect_stdout(human):
+        client = connect(connection)
+        submitted = submit_run(client, connection, args.package, options)
+        print(describe_submitted(submitted), flush=True)
+        state, code = None, EXIT_OK
+        if args.wait:
+            state, code = _wait(client, connection, submitted, args, human)
+    if args.json:
+        print(json.dumps(submitted_document(submitted, state, code), indent=2))
+    return code
+
+
+def _wait(client: Any, connection: Any, submitted: Any, args: argparse.Namespace, human: Any):
+    """(final state or None, exit code) of `submit --wait`."""
+    from pipelines.kubeflow.client import wait_for_run
+
+    started = time.monotonic()
+    state = wait_for_run(
+        client,
+        connection,
+        submitted.id,
+        args.wait_timeout,
+        poll_s=args.poll_interval,
+        on_state=lambda s: print(
+            f"  {elapsed(started)}  run {submitted.id}: {s}", file=human, flush=True
+        ),
+    )
+    if state is None:
+        print(
+            f"Run {submitted.id} had not ended after {args.wait_timeout:g} s; it goes on. "
+            f"Follow it at {submitted.url}",
+            file=sys.stderr,
+        )
+        return None, EXIT_WAIT_TIMED_OUT
+    print(f"Run {submitted.id} ended: {state}.", file=human)
+    return state, EXIT_OK if state == "SUCCEEDED" else EXIT_RUN_NOT_SUCCEEDED
 
 
 def schedule_command(args: argparse.Namespace) -> int:
@@ -332,10 +432,10 @@ def schedule_command(args: argparse.Namespace) -> int:
         ScheduleOptions,
         check_cron,
         check_max_concurrency,
+        check_offline,
         connect,
         schedule_recurring_run,
     )
-    from pipelines.kubeflow.compiler import load_package
 
     options = ScheduleOptions(
         **run_options_from_args(args),
@@ -345,7 +445,7 @@ def schedule_command(args: argparse.Namespace) -> int:
         start_time=args.start_time,
         end_time=args.end_time,
     )
-    load_package(args.package)
+    check_offline(args.package, options)
     connection = connection_from_args(args)
     client = connect(connection)
     submitted = schedule_recurring_run(client, connection, args.package, options)

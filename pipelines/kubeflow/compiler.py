@@ -71,8 +71,41 @@ def build_kubeflow_pipeline(settings: CompileSettings) -> Any:
         settings=settings.pipeline_settings(),
         enable_cache=settings.enable_cache,
     )
+    expose_run_parameters(find_benchmarker(pipeline))
     attach_resources(pipeline, settings)
     return pipeline
+
+
+def expose_run_parameters(benchmarker: Any) -> None:
+    """Makes the Benchmarker's budget, objective, p99 ceiling and time budget pipeline
+    parameters, defaulting to the compiled values, so that `submit --param
+    max_accuracy_drop=0.02` changes one run without a recompile. The executor checks
+    the values it is given (components/benchmarker/run_parameters.py)."""
+    from tfx.orchestration import data_types
+
+    from components.benchmarker.executor import parse_settings
+    from components.benchmarker.run_parameters import RUN_PARAMETERS
+
+    properties = benchmarker.exec_properties
+    compiled = {
+        **{name: properties[name] for name in RUN_PARAMETERS if name in properties},
+        "time_budget_s": parse_settings(properties["benchmark_settings"]).time_budget_s,
+    }
+    for name, kind in RUN_PARAMETERS.items():
+        properties[name] = data_types.RuntimeParameter(
+            name=name, ptype=kind, default=kind(compiled[name])
+        )
+
+
+def run_parameter_defaults(benchmarker: Any) -> dict[str, Any]:
+    """The compiled defaults of the Benchmarker's run parameters (expose_run_parameters)."""
+    from tfx.orchestration import data_types
+
+    return {
+        value.name: value.default
+        for value in benchmarker.exec_properties.values()
+        if isinstance(value, data_types.RuntimeParameter)
+    }
 
 
 def find_benchmarker(pipeline: Any) -> Any:
@@ -151,7 +184,7 @@ def compile_pipeline_spec(pipeline: Any, image: str) -> dict[str, Any]:
 
 
 def add_pipeline_defaults(
-    spec: dict[str, Any], pipeline_root: str, parameter_defaults: Mapping[str, str]
+    spec: dict[str, Any], pipeline_root: str, parameter_defaults: Mapping[str, Any]
 ) -> None:
     """Puts what TFX left in the (dropped) runtime config into the PipelineSpec itself."""
     if pipeline_root:
@@ -162,7 +195,8 @@ def add_pipeline_defaults(
         if name not in parameters:
             raise RuntimeError(
                 f"the compiled pipeline has no parameter {name!r} (has {sorted(parameters)}); "
-                "create_pipeline must pass model_uri/examples_uri to its importers"
+                "create_pipeline must pass model_uri/examples_uri to its importers, and "
+                "expose_run_parameters the Benchmarker's"
             )
         parameters[name]["defaultValue"] = default
         parameters[name]["isOptional"] = True
@@ -191,6 +225,7 @@ def compile_package(settings: CompileSettings, output: str | None = None) -> Com
         {
             MODEL_URI_PARAMETER: settings.default_model_uri(),
             EXAMPLES_URI_PARAMETER: settings.default_examples_uri(),
+            **run_parameter_defaults(benchmarker),
         },
     )
     label = executor_label(spec, benchmarker.id)

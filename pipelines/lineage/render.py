@@ -24,6 +24,8 @@ from pipelines.lineage.queries import (
 WIDTH = 100
 # Every TFX artifact carries these; they say nothing about this one (JSON keeps them).
 HIDDEN_PROPERTIES = frozenset({"tfx_version", "is_external"})
+# A report's hardware facts and runtime versions: shown on a "machine:" line of their own.
+_MACHINE_PREFIXES = ("hardware_", "version_")
 MAX_VALUE_CHARS = 72
 
 
@@ -172,7 +174,47 @@ def _execution_block(
         shown = key_properties(artifact)
         if shown:
             lines += _wrapped(" " * 23, _key_values(shown))
+        machine = machine_text(artifact.properties)
+        if machine:
+            lines += _wrapped(f"{'':23}machine: ", machine.split("; "))
     return lines
+
+
+def machine_text(properties: dict[str, Any]) -> str:
+    """A BenchmarkReport's hardware and runtime versions in one line, from its MLMD
+    properties (components/benchmarker/report.py: hardware_properties); "" if none."""
+    if "hardware_cpu_model" not in properties:
+        return ""
+    cores = properties.get("hardware_usable_cores")
+    logical = properties.get("hardware_logical_cores")
+    parts = [
+        f"{properties['hardware_cpu_model']}, {cores} of {logical} cores"
+        if cores is not None and logical is not None
+        else str(properties["hardware_cpu_model"])
+    ]
+    flags = [
+        key.removeprefix("hardware_")
+        for key, value in properties.items()
+        if key.startswith(("hardware_avx", "hardware_amx")) and value == 1
+    ]
+    has_amx = any(flag.startswith("amx") for flag in flags)
+    parts.append(f"flags: {' '.join(flags) or 'none of interest'}{'' if has_amx else ' (no AMX)'}")
+    if properties.get("hardware_gpu_count"):
+        memory = properties.get("hardware_gpu_memory_mib")
+        parts.append(
+            f"GPU: {properties['hardware_gpu_count']} x {properties.get('hardware_gpu_model')}"
+            + (f", {memory} MiB each" if memory else "")
+        )
+    else:
+        parts.append("no GPU")
+    versions = [
+        f"{key.removeprefix('version_')} {value}"
+        for key, value in properties.items()
+        if key.startswith("version_")
+    ]
+    if versions:
+        parts.append(", ".join(versions))
+    return "; ".join(parts)
 
 
 def _artifact_title(artifact: ArtifactNode) -> str:
@@ -189,8 +231,8 @@ def key_properties(artifact: ArtifactNode) -> dict[str, Any]:
     winner = artifact.properties.get("winner")
     shown = {}
     for key, value in artifact.properties.items():
-        if key in HIDDEN_PROPERTIES:
-            continue
+        if key in HIDDEN_PROPERTIES or key.startswith(_MACHINE_PREFIXES):
+            continue  # The machine's facts have a line of their own (machine_text).
         per_variant = "." in key and artifact.type.endswith("BenchmarkReport")
         if per_variant and (not winner or key.rsplit(".", 1)[0] != winner):
             continue

@@ -46,10 +46,13 @@ def fingerprint(**changes) -> HardwareFingerprint:
     return dataclasses.replace(base, **changes)
 
 
-def test_parse_nvidia_smi_reads_model_and_driver_per_gpu():
-    text = "NVIDIA A100-SXM4-40GB, 535.104.05\nNVIDIA A100-SXM4-40GB, 535.104.05\n"
+def test_parse_nvidia_smi_reads_model_driver_and_memory_per_gpu():
+    text = "NVIDIA A100-SXM4-40GB, 535.104.05, 40960\nNVIDIA L4, Rev, 535.104.05, [N/A]\n"
 
-    assert parse_nvidia_smi(text) == [("NVIDIA A100-SXM4-40GB", "535.104.05")] * 2
+    assert parse_nvidia_smi(text) == [
+        ("NVIDIA A100-SXM4-40GB", "535.104.05", 40960),
+        ("NVIDIA L4, Rev", "535.104.05", None),
+    ]
 
 
 def test_collect_fingerprint_describes_this_machine_without_importing_tensorflow():

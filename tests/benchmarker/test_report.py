@@ -388,6 +388,36 @@ def test_report_custom_properties_name_the_winner_and_per_variant_numbers(report
     )
 
 
+def test_the_machine_is_in_the_report_properties_and_reads_as_one_lineage_line(report):
+    from pipelines.lineage.queries import ArtifactNode
+    from pipelines.lineage.render import key_properties, machine_text
+
+    properties = report_custom_properties(report)
+
+    assert properties["hardware_cpu_model"] == "AMD EPYC <test> & co"
+    assert (properties["hardware_avx512_vnni"], properties["hardware_amx_int8"]) == (1, 0)
+    assert properties["hardware_usable_cores"] == 2 and properties["hardware_gpu_count"] == 0
+    assert properties["version_tensorflow"] == "2.16.2"
+    assert "hardware_gpu_model" not in properties  # Unknown: left out, not "".
+    assert machine_text(properties) == (
+        "AMD EPYC <test> & co, 2 of 2 cores; flags: avx2 avx512f avx512_vnni avx512_bf16 "
+        "(no AMX); no GPU; tensorflow 2.16.2, tflite 2.16.2"
+    )
+    gpu = {**properties, "hardware_gpu_count": 2, "hardware_gpu_model": "NVIDIA L4"}
+    assert "GPU: 2 x NVIDIA L4, 23034 MiB each" in machine_text(
+        {**gpu, "hardware_gpu_memory_mib": 23034}
+    )
+    node = ArtifactNode(
+        id=1,
+        type="components.BenchmarkReport",
+        uri="",
+        state="LIVE",
+        created="",
+        properties=properties,
+    )
+    assert not [key for key in key_properties(node) if key.startswith("hardware_")]
+
+
 def test_the_report_says_what_every_input_was_fed_and_what_gated_the_blessing(
     variants, fingerprint
 ):

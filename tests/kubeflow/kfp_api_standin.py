@@ -52,6 +52,8 @@ class KfpApiStandIn:
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.recurring_runs: dict[str, dict[str, Any]] = {}
+        # The states a submitted run reports on successive reads (GET /runs/ID).
+        self.run_states: list[str] = ["RUNNING", "SUCCEEDED"]
         self._ids = itertools.count(1)
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -129,6 +131,14 @@ class KfpApiStandIn:
         if route == ("POST", "/runs"):
             run = dict(request.json, run_id=self.new_id("run"), state="PENDING")
             self.runs[run["run_id"]] = run
+            return 200, run
+        if request.method == "GET" and path and path.startswith("/runs/"):
+            run = self.runs.get(path.split("/")[2])
+            if run is None:
+                return 404, _error(5, f"Run {path.split('/')[2]} not found")
+            # Each read moves the run one step along `run_states`, as a server's run would.
+            if self.run_states:
+                run["state"] = self.run_states.pop(0)
             return 200, run
         if route == ("POST", "/recurringruns"):
             cron = (request.json.get("trigger") or {}).get("cron_schedule", {}).get("cron", "")

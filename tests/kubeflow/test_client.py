@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -70,6 +71,46 @@ def test_submit_uploads_the_package_and_starts_a_run_with_params_and_root(api, g
     assert run.json["experiment_id"] == api.experiments[run.json["experiment_id"]]["experiment_id"]
     (run_id,) = api.runs
     assert f"{api.url}/#/runs/details/{run_id}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("states", "code", "line"),
+    [
+        (["PENDING", "RUNNING", "SUCCEEDED"], 0, "ended: SUCCEEDED."),
+        (["RUNNING", "FAILED"], 4, "ended: FAILED."),
+        (["RUNNING", "CANCELED"], 4, "ended: CANCELED."),
+    ],
+)
+def test_submit_wait_prints_the_final_state_and_exits_with_it(
+    api, gpu_package, capsys, states, code, line
+):
+    api.run_states = list(states)
+    assert _submit(api, gpu_package.path, "--wait", "--poll-interval", "0.01") == code
+    out = capsys.readouterr().out
+    assert line in out
+    for state in states:  # Every change of state is shown as it happens.
+        assert f": {state}" in out
+
+
+def test_submit_json_is_only_the_document_on_stdout(api, gpu_package, capsys):
+    api.run_states = ["RUNNING", "FAILED"]
+    code = _submit(api, gpu_package.path, "--json", "--wait", "--poll-interval", "0.01")
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    (run_id,) = api.runs
+    assert code == 4 == document["exit_code"]
+    assert (document["kind"], document["id"], document["final_state"]) == ("run", run_id, "FAILED")
+    assert document["url"].endswith(f"/#/runs/details/{run_id}")
+    assert "ended: FAILED." in captured.err
+
+
+def test_submit_wait_gives_up_at_its_timeout_and_says_the_run_goes_on(api, gpu_package, capsys):
+    api.run_states = ["RUNNING"] * 1000
+    code = _submit(
+        api, gpu_package.path, "--wait", "--wait-timeout", "0.3", "--poll-interval", "0.05"
+    )
+    assert code == 5
+    assert "had not ended after 0.3 s; it goes on" in capsys.readouterr().err
 
 
 def test_submit_without_root_uses_the_packages_default_root(api, gpu_package):
@@ -202,6 +243,9 @@ def test_a_five_field_cron_is_refused_before_any_request(api, gpu_package, capsy
     ("args", "message"),
     [
         (["--param", "nope=1"], "Unknown pipeline parameter"),
+        (["--param", "max_accuracy_drop=2"], "max_accuracy_drop is a fraction"),
+        (["--param", "objective=fastest"], "objective must be one of"),
+        (["--param", "time_budget_s=0"], "time_budget_s must be more than 0"),
         (["--param", "model_uri"], "not NAME=VALUE"),
         (["--model-uri", "a", "--param", "model_uri=b"], "Pass model_uri once"),
         (["--pipeline-root", "minio://mlpipeline/v2"], "not a gs:// or s3:// URI"),
@@ -215,6 +259,23 @@ def test_bad_run_options_are_refused_before_the_pipeline_is_uploaded(
     assert code == 1
     assert message in capsys.readouterr().err
     assert api.calls("POST", "/pipelines/upload") == []
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_an_unknown_parameter_to_an_unreachable_host_is_reported_as_the_parameter(
+    gpu_package, capsys, command
+):
+    """Offline checks come before connecting: nothing listens on port 9 (discard)."""
+    extra = ["--cron", "0 0 3 * * *"] if command == "schedule" else []
+    code = cli.main(
+        [command, "--host", "http://127.0.0.1:9", "--package", gpu_package.path]
+        + ["--param", "nonexistent=1", *extra]
+    )
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Unknown pipeline parameter(s) ['nonexistent']" in err
+    assert "connect" not in err.lower()
 
 
 def test_a_package_without_root_needs_one_at_submit_time(api, default_package, capsys):

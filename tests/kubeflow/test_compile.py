@@ -9,6 +9,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from components.benchmarker.harness import BenchmarkSettings
+from components.benchmarker.run_parameters import RUN_PARAMETERS
 from pipelines.kubeflow import compiler
 from pipelines.kubeflow.image_check import import_failures, referenced_classes
 from pipelines.kubeflow.platform_spec import tolerations_from_json
@@ -125,6 +127,22 @@ def test_model_and_examples_uris_are_run_parameters_with_compiled_defaults(gpu_p
     assert parameters["model_uri"]["defaultValue"] == "gs://team-bucket/models/digits/1"
     assert parameters["examples_uri"]["defaultValue"] == "gs://team-bucket/examples/digits-eval"
     assert all(p["isOptional"] for p in parameters.values())
+
+
+def test_the_benchmarkers_budgets_are_run_parameters_with_compiled_defaults(default_package):
+    spec = default_package.pipeline_spec
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    benchmarker = spec["root"]["dag"]["tasks"]["Benchmarker"]["inputs"]["parameters"]
+
+    defaults = {name: parameters[name]["defaultValue"] for name in RUN_PARAMETERS}
+    assert defaults == {
+        "objective": "p50",
+        "max_accuracy_drop": 0.01,
+        "max_p99_ms": 0.0,
+        "time_budget_s": BenchmarkSettings().time_budget_s,
+    }
+    for name in RUN_PARAMETERS:
+        assert benchmarker[name]["componentInputParameter"] == name
 
 
 def test_pipeline_root_becomes_default_pipeline_root(gpu_package, default_package):

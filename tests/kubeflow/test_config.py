@@ -207,3 +207,24 @@ def test_compile_cli_reads_config_and_prints_a_summary(tmp_path, capsys, gpu_pac
     assert "2 x nvidia.com/gpu" in out
     assert "tolerates nvidia.com/gpu:NoSchedule, spot=true:NoExecute" in out
     assert "gs://team-bucket/io" in out
+
+
+def test_compile_json_prints_the_package_and_its_parameters(tmp_path, capsys, gpu_package):
+    import json
+
+    from pipelines import cli
+
+    path = tmp_path / "team.yaml"
+    path.write_text(TEAM_YAML + f"output: {tmp_path / 'out.yaml'}\n", encoding="utf-8")
+
+    code = cli.main(["compile", "--config", str(path), "--json", "--time-budget", "12"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert document["package"] == str(tmp_path / "out.yaml")
+    assert document["pipeline_root"].startswith("gs://team-bucket/io")
+    # The compiled settings are the run parameters' defaults (objective from the config).
+    assert document["parameters"]["objective"]["default"] == "throughput"
+    assert document["parameters"]["time_budget_s"] == {"type": "NUMBER_DOUBLE", "default": 12.0}
+    assert document["parameters"]["model_uri"]["type"] == "STRING"
+    assert document["has_platform_spec"] is True

@@ -7,12 +7,14 @@ pipeline are covered without touching these tests.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import os
 import pathlib
 
 import pytest
 
+from components.common.cpu_facts import read_cpu
 from pipelines.lineage.store import METADATA_FILENAME
 from tests.lineage import graph_syntax
 from tests.lineage.pipeline_runs import PIPELINE_NAME, run_pipeline_once
@@ -89,6 +91,15 @@ def test_show_lists_every_node_with_state_duration_and_existing_uris(lineage, tw
     assert text.code == 0, text.err
     for node in _pipeline_nodes(two_runs.metadata):
         assert f"\n{node}  COMPLETE" in text.out
+    # The machine, from the report artifact's MLMD properties (not report.json).
+    (report,) = [a for a in artifacts.values() if a["type"] == "components.BenchmarkReport"]
+    properties = report["properties"]
+    cpu = read_cpu()
+    assert properties["hardware_cpu_model"] == cpu.model_name
+    assert properties["hardware_amx_int8"] == int("amx_int8" in cpu.flags)
+    assert properties["version_tensorflow"] == importlib.metadata.version("tensorflow")
+    assert f"machine: {cpu.model_name}, " in text.out
+    assert ("(no AMX)" in text.out) == ("amx_tile" not in cpu.flags)
 
 
 @pytest.mark.parametrize("run", ["1", "2"])

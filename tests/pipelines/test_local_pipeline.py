@@ -184,6 +184,36 @@ def test_second_run_is_served_from_cache(first_run, embedded_default, capsys):
     ]
 
 
+def test_run_json_and_the_speedup_gate_on_a_cached_rerun(first_run, embedded_default, capsys):
+    from pipelines.run_summary import EXIT_SPEEDUP_NOT_MET
+
+    inputs = ["--model", embedded_default.model_uri, "--examples", embedded_default.examples_uri]
+    code, out, err = _run(
+        capsys, *inputs, "--output", first_run, *FAST_TIMING, "--json", "--require-speedup", "1e6"
+    )
+    document = json.loads(out)  # Only the document on stdout: progress went to stderr.
+    assert code == EXIT_SPEEDUP_NOT_MET == document["exit_code"]
+    assert document["require_speedup"] == {"required": 1e6, "met": False}
+    assert "--require-speedup 1e+06: NOT MET" in err
+    assert "Benchmarker" in document["served_from_cache"]
+    assert document["inputs"]["model_uri"] == embedded_default.model_uri
+    assert os.path.exists(document["report"]["html"])
+    names = {v["name"] for v in document["variants"]}
+    assert {"baseline", "frozen_graph"} <= names
+    if document["blessed"]:
+        assert document["winner"] in names and document["winner_speedup"] > 0
+        code, _, _ = _run(
+            capsys,
+            *inputs,
+            "--output",
+            first_run,
+            *FAST_TIMING,
+            "--require-speedup",
+            str(document["winner_speedup"] * 0.99),
+        )
+        assert code == 0
+
+
 def _live_artifacts(store, type_name: str) -> list:
     return [
         a
