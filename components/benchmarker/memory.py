@@ -90,7 +90,7 @@ def available_bytes(
         bounds.append(
             (
                 budget_bytes - held_bytes,
-                f"the {format_bytes(budget_bytes)} of memory_budget_bytes left for variants",
+                "memory_budget_bytes, less what the benchmark process holds beside its variants",
             )
         )
     if group_start_bytes is not None:

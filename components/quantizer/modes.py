@@ -275,6 +275,11 @@ class OneDnnInt8(QuantizeMode):
             # Publishing it would only move the failure to the Benchmarker, with a vaguer
             # message; on a CPU without AVX-512, TF 2.16's oneDNN int8 matmul returns no
             # output at all ("Missing 0-th output").
+            if "MemoryBudgetExceeded" in result.kernels.error:
+                # The probe outgrew the memory budget: nothing is known about the kernels.
+                raise RuntimeError(
+                    f"the oneDNN int8 graph could not be checked: {result.kernels.error}"
+                )
             raise RuntimeError(
                 f"the oneDNN int8 graph does not run on this machine ({_cpu_summary()}): "
                 f"{result.kernels.error}. TensorFlow's oneDNN int8 kernels need AVX-512 "

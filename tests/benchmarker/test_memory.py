@@ -27,7 +27,10 @@ def test_the_tightest_bound_wins_and_names_itself(monkeypatch):
     assert room == 4 * GiB - memory.RESERVE_BYTES
     assert source == "the container's memory limit"
     room, source = memory.available_bytes(2 * GiB, held_bytes=1 * GiB, group_start_bytes=20 * GiB)
-    assert (room, source) == (1 * GiB, "the 2.00 GiB of memory_budget_bytes left for variants")
+    assert (room, source) == (
+        1 * GiB,
+        "memory_budget_bytes, less what the benchmark process holds beside its variants",
+    )
 
 
 def test_no_room_left_is_zero_not_negative(monkeypatch):

@@ -131,7 +131,11 @@ def inspect_kernels(
     markers = [i for i, line in enumerate(lines) if line.strip() == _MARKER]
     if not completed.ok or len(markers) != 2:
         last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        tail = completed.error_message or last_line
+        tail = (
+            f"{completed.error_type}: {completed.error_message}"
+            if completed.error_type
+            else last_line
+        )
         error = f"the probe failed (exit {completed.returncode}): {tail}"
         if opts == "0":
             error += (
