@@ -476,7 +476,8 @@ def _memory_need(
 ) -> tuple[int, str]:
     """`spec`'s estimated need, and the refusal when it does not fit beside `held` bytes
     (the estimates of the loaded variants) in the room the group started with, or in
-    `budget_bytes` (memory_budget_bytes less what the process held before loading).
+    `budget_bytes` (the group's share: memory_budget_bytes less what the process held
+    as the group started, the baseline's estimate added back).
 
     Records the artifact's size in its row (`result`), for the report."""
     from components.runtimes import backend_for

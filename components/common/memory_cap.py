@@ -84,6 +84,8 @@ class ChildWatch:
             self._thread.join()
 
     def _sample(self, pid: int) -> None:
+        from components.common.memory_watch import process_rss_bytes
+
         while not self._stop.wait(_SAMPLE_S):
             resident = process_rss_bytes(pid)
             if resident is None:
@@ -93,12 +95,3 @@ class ChildWatch:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)  # The child and what it started.
                 return
-
-
-def process_rss_bytes(pid: int) -> int | None:
-    """Another process's resident memory; None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None

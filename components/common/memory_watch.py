@@ -52,11 +52,17 @@ class PeakRss:
 
 
 def rss_bytes() -> int:
+    """This process's resident memory (0 where /proc cannot tell)."""
+    return process_rss_bytes("self") or 0
+
+
+def process_rss_bytes(pid: int | str) -> int | None:
+    """A process's resident memory; None when it is gone (or /proc cannot tell)."""
     try:
-        with open("/proc/self/statm", encoding="ascii") as f:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        return 0
+        return None
 
 
 def format_bytes(value: int) -> str:

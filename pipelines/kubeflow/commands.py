@@ -15,9 +15,10 @@ import sys
 import time
 from typing import Any
 
+from pipelines.cli import EXIT_OK
+
 KFP_HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp's own variable for the API address
-# `submit --wait`: 0 when the run SUCCEEDED; a failure to submit is 1 (pipelines/cli.py).
-EXIT_OK = 0
+# `submit --wait`: EXIT_OK when the run SUCCEEDED; a failure to submit is EXIT_FAILED.
 EXIT_RUN_NOT_SUCCEEDED = 4  # It ended FAILED, CANCELED or SKIPPED.
 EXIT_WAIT_TIMED_OUT = 5  # --wait-timeout passed; the run goes on.
 
@@ -26,11 +27,6 @@ _JSON_HELP = (
     "print one JSON document on stdout instead of the summary (its shape: "
     "pipelines/kubeflow/commands.py, package_document and submitted_document)"
 )
-
-
-def elapsed(started: float) -> str:
-    seconds = int(time.monotonic() - started)
-    return f"{seconds // 60:d}m{seconds % 60:02d}s"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -404,6 +400,7 @@ def submit_command(args: argparse.Namespace) -> int:
 def _wait(client: Any, connection: Any, submitted: Any, args: argparse.Namespace, human: Any):
     """(final state or None, exit code) of `submit --wait`."""
     from pipelines.kubeflow.client import wait_for_run
+    from pipelines.lineage.render import format_duration
 
     started = time.monotonic()
     state = wait_for_run(
@@ -413,7 +410,9 @@ def _wait(client: Any, connection: Any, submitted: Any, args: argparse.Namespace
         args.wait_timeout,
         poll_s=args.poll_interval,
         on_state=lambda s: print(
-            f"  {elapsed(started)}  run {submitted.id}: {s}", file=human, flush=True
+            f"  {format_duration(time.monotonic() - started)}  run {submitted.id}: {s}",
+            file=human,
+            flush=True,
         ),
     )
     if state is None:
