@@ -46,7 +46,9 @@ def mixed_input_model(tmp_path_factory):
     )
     train = mixed_input_data(600, seed=1)
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit([train["features"], train["token_ids"]], train["label"], epochs=8, verbose=0)
+    # 8 epochs gave 0.65 top-1 on the eval split, and 0.594 on the Benchmarker's subset
+    # on the Zen 5 EPYC: under the 0.6 the test asks. 30 epochs give 0.91.
+    model.fit([train["features"], train["token_ids"]], train["label"], epochs=30, verbose=0)
     model.export(str(root / "model"), format="tf_saved_model", verbose=False)
     examples = str(root / "examples")
     write_examples(examples, train, "train")
