@@ -270,6 +270,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 "examples_uri": examples.uri,
                 "eval_examples": raw["eval_examples"],
                 "benchmark_process_peak_rss_bytes": raw["process_peak_rss_bytes"],
+                "benchmark_timing_groups": raw["timing_groups"],
             },
             tool_version=exec_properties.get("package_version"),
             evaluation={**evaluation, "gate": gate.describe()},

@@ -1,9 +1,11 @@
-"""The timing and accuracy harness, run in a fresh child process.
+"""The timing and accuracy harness, run in fresh child processes.
 
 Why a child process: TensorFlow fixes its thread pools at first use, and earlier
 pipeline steps in the same process have already used it; a converter or runtime
 crash in one variant must become a failed row rather than a dead pipeline; and
-peak RSS is only meaningful in a process that did nothing else.
+peak RSS is only meaningful in a process that did nothing else. Variants that do not
+fit in memory together are timed in groups, each in a process of its own, because
+TensorFlow never gives back a graph it imported.
 
     result = run_benchmark_in_subprocess(request, workdir)
 
@@ -30,7 +32,6 @@ from components.common.artifact_utils import STATUS_FAILED, STATUS_OK, directory
 from components.common.errors import UserInputError
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
-from components.common.memory_watch import release_memory
 from components.common.signature import GraphSignature
 
 
@@ -186,6 +187,10 @@ class BenchmarkRequest:
     preprocessing_uri: str = ""
     # Where the child appends progress events (progress.py); none when empty.
     progress_path: str = ""
+    # Which memory group this process runs (0: the first, which times the baseline and
+    # takes its accuracy), and the progress (done, total) the previous group's ended at.
+    timing_group: int = 0
+    progress_position: tuple[int, int] = (0, 0)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -200,6 +205,8 @@ class BenchmarkRequest:
             ),
             "preprocessing_uri": self.preprocessing_uri,
             "progress_path": self.progress_path,
+            "timing_group": self.timing_group,
+            "progress_position": list(self.progress_position),
         }
 
     @classmethod
@@ -215,6 +222,8 @@ class BenchmarkRequest:
             baseline_signature=GraphSignature.from_json(signature) if signature else None,
             preprocessing_uri=value.get("preprocessing_uri", ""),
             progress_path=value.get("progress_path", ""),
+            timing_group=int(value.get("timing_group", 0)),
+            progress_position=tuple(value.get("progress_position", (0, 0))),
         )
 
 
@@ -275,10 +284,15 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     plan = plan_evaluation(baseline_signature.outputs, settings.labels, timing_records)
 
     results = {spec.name: _result_row(spec) for spec in request.variants}
-    progress = ProgressWriter(request.progress_path)
-    runnable = sum(spec.status == STATUS_OK for spec in request.variants)
-    # Per variant: its load and its timing scenarios; one accuracy pass per group.
-    progress.plan(runnable * (2 + len(settings.throughput_batch_sizes)) + 1)
+    if request.timing_group == 0:
+        progress = ProgressWriter(request.progress_path)
+        runnable = sum(spec.status == STATUS_OK for spec in request.variants)
+        # Per variant: its load and its timing scenarios; one accuracy pass per group.
+        progress.plan(runnable * (2 + len(settings.throughput_batch_sizes)) + 1)
+    else:
+        resume_at = request.progress_position
+        progress = ProgressWriter(request.progress_path, (resume_at[0], resume_at[1]))
+        progress.add(2)  # The baseline's load in this process, and this group's accuracy pass.
     criterion = stats.StabilityCriterion(
         cv_threshold=settings.cv_threshold,
         min_windows=settings.min_windows,
@@ -301,81 +315,68 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         progress=progress,
     )
 
-    # Variants are loaded, scored and timed in groups that fit in memory, and released
-    # before the next group loads. On the embedded default and most models every
-    # variant fits and there is one group: all are timed interleaved, as drift demands.
-    # The baseline stays loaded throughout (each group's faithfulness is judged against
-    # its outputs) but is timed with the first group only.
+    # Variants are loaded, scored and timed in groups that fit in memory, one group per
+    # process: TF never gives back the graphs it imported, so a group released inside
+    # one process still holds most of its memory (ResNet50 under a 6 GiB budget: 6.9 GiB).
+    # This process runs group `request.timing_group` and returns the variants that did
+    # not fit beside it as `deferred`; run_benchmark_in_subprocess starts the next one.
+    # On the embedded default and most models every variant fits and there is one group:
+    # all are timed interleaved, as drift demands. The baseline loads in every group
+    # (each group's faithfulness is judged against its outputs) but is timed, and its
+    # accuracy taken, in the first group only.
+    first_group = request.timing_group == 0
     pending = [spec for spec in request.variants if spec.status == STATUS_OK]
     pending.sort(key=lambda spec: spec.name != baseline.name)
     signatures: dict[str, GraphSignature] = {}
-    baseline_loaded: dict[str, Any] = {}
-    accuracy_summaries: dict[str, dict[str, Any]] = {}
-    described: dict[str, Any] = {}
-    baseline_estimate = 0
-    first_group = True
-    group_index = 0
+    group: dict[str, Any] = {}
+    deferred: list[str] = []
     from components.common.memory_watch import rss_bytes as current_rss_bytes
 
     memory_base = current_rss_bytes()
-    while pending:
-        group: dict[str, Any] = {}
-        held = baseline_estimate
-        # memory_budget_bytes covers this whole process. What it holds as the group
-        # starts (TF's runtime, the inputs, the baseline, and whatever earlier groups
-        # could not give back: TF keeps every graph it imported) comes off the group's
-        # share; the baseline's estimate is added back, as `held` counts it. Given to
-        # the variants alone, a 6 GiB budget let this process reach 6.9 GiB on ResNet50.
-        variants_budget = (
-            None
-            if settings.memory_budget_bytes is None
-            else max(0, settings.memory_budget_bytes - current_rss_bytes() + baseline_estimate)
-        )
-        # The live room now, with the baseline's actual use already in it; `held` counts
-        # the baseline's estimate, so it is added back (memory.available_bytes).
-        group_start = memory.available_bytes()[0] + baseline_estimate
-        while pending:
-            spec = pending[0]
-            need, reason = _memory_need(
-                spec, variants_budget, held, group_start, results[spec.name]
-            )
-            if reason and any(name != baseline.name for name in group):
-                break  # Time what is loaded, release it, then try this one again.
-            pending.pop(0)
-            if reason:
-                results[spec.name]["status"] = STATUS_FAILED
-                results[spec.name]["failure_reason"] = reason
-                progress.step("not loaded (memory)", spec.name)
-                continue
-            variant, signature = _load(spec, context)
-            progress.step(
-                "loaded" if variant is not None else "failed to load",
-                spec.name,
-                f"in {results[spec.name]['load_s']:.1f}s" if variant is not None else "",
-            )
-            if variant is not None:
-                group[spec.name] = variant
-                signatures[spec.name] = signature
-                results[spec.name]["timing_group"] = group_index
-                # What it grew by once loaded and run, when the runtime's factor said
-                # less (a per-model arena, constants unpacked): what later variants
-                # in this group must fit beside. Not the baseline's: the first load
-                # also pays TF's one-time start-up.
-                if spec.name != baseline.name:
-                    need = max(need, results[spec.name].get("rss_growth_bytes", 0))
-                held += need
-                if spec.name == baseline.name:
-                    baseline_loaded[spec.name] = variant
-                    baseline_estimate = need
-        if not group:
+    # memory_budget_bytes covers this whole process: what it holds before any variant
+    # loads (TF's runtime, the inputs) comes off the variants' share.
+    variants_budget = (
+        None
+        if settings.memory_budget_bytes is None
+        else max(0, settings.memory_budget_bytes - memory_base)
+    )
+    group_start = memory.available_bytes()[0]
+    held = 0
+    for index, spec in enumerate(pending):
+        need, reason = _memory_need(spec, variants_budget, held, group_start, results[spec.name])
+        if reason and any(name != baseline.name for name in group):
+            # Time what is loaded; this one and the rest go to the next group's process.
+            deferred = [later.name for later in pending[index:]]
             break
-        scored = {**baseline_loaded, **group}
-        if not first_group:
-            progress.add(1)  # This group's accuracy pass.
-        accuracy_summaries.update(
-            _accuracy_pass(request, context, plan, calibration, scored, signatures, first_group)
+        if reason:
+            results[spec.name]["status"] = STATUS_FAILED
+            results[spec.name]["failure_reason"] = reason
+            progress.step("not loaded (memory)", spec.name)
+            continue
+        variant, signature = _load(spec, context)
+        progress.step(
+            "loaded" if variant is not None else "failed to load",
+            spec.name,
+            f"in {results[spec.name]['load_s']:.1f}s" if variant is not None else "",
         )
-        progress.step("accuracy", detail=f"of {len(scored)} variants")
+        if variant is None:
+            continue
+        group[spec.name] = variant
+        signatures[spec.name] = signature
+        results[spec.name]["timing_group"] = request.timing_group
+        # What it grew by once loaded and run, when the runtime's factor said less (a
+        # per-model arena, constants unpacked): what later variants in this group must
+        # fit beside. Not the baseline's: the first load also pays TF's one-time start-up.
+        if spec.name != baseline.name:
+            need = max(need, results[spec.name].get("rss_growth_bytes", 0))
+        held += need
+    accuracy_summaries: dict[str, dict[str, Any]] = {}
+    described: dict[str, Any] = {}
+    if group:
+        accuracy_summaries = _accuracy_pass(
+            request, context, plan, calibration, group, signatures, first_group
+        )
+        progress.step("accuracy", detail=f"of {len(group)} variants")
         timed = {
             n: v
             for n, v in group.items()
@@ -387,18 +388,10 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
             # throughput model) can only say then what they chose.
             if results[name]["status"] == STATUS_OK:
                 described[name] = variant.describe()
-            if name not in baseline_loaded:
-                _release(variant, results[name])
-        # Drop every reference, so the memory is free before the next group loads.
+            _release(variant, results[name])
         group.clear()
-        del scored, timed
-        release_memory()
-        first_group = False
-        group_index += 1
-    for name, variant in baseline_loaded.items():
-        _release(variant, results[name])
-    progress.plan(0)  # Failed variants skip their scenarios: the run is complete.
-    baseline_loaded.clear()
+    if not deferred:
+        progress.plan(0)  # Failed variants skip their scenarios: the run is complete.
     eval_examples = accuracy_summaries.get(baseline.name, {}).get("eval_examples", 0)
     for name, description in described.items():
         results[name]["runtime"] = description
@@ -429,6 +422,8 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
         ),
         "process_peak_rss_bytes": peak_rss_bytes(),
         "process_rss_before_variants_bytes": memory_base,
+        "deferred": deferred,
+        "progress_position": list(progress.position()),
     }
 
 
@@ -748,33 +743,81 @@ def run_benchmark_in_subprocess(
     timeout_s: float | None = None,
     display: Any = None,
 ) -> dict[str, Any]:
-    """Runs `run_benchmark` in a fresh Python process and returns its JSON result.
+    """Runs `run_benchmark` in fresh Python processes and returns the combined JSON result.
 
-    A fresh process, because TF's thread pools are fixed by the first op that runs.
-    With a `display` (progress.ProgressDisplay), the child's progress is shown live.
+    A fresh process, because TF's thread pools are fixed by the first op that runs; and
+    one per memory group, because TF keeps every graph it imported (see run_benchmark).
+    `timeout_s` bounds each process. With a `display` (progress.ProgressDisplay), the
+    children's progress is shown live.
     """
     import contextlib
 
     from components.benchmarker.progress import follow_progress
-    from components.common.isolation import run_isolated
 
     following: Any = contextlib.nullcontext()
     if display is not None:
         progress_path = os.path.join(workdir, "progress.jsonl")
         request = dataclasses.replace(request, progress_path=progress_path)
         following = follow_progress(progress_path, display)
+    baseline = next(spec for spec in request.variants if spec.name == request.baseline_name)
     with following:
-        outcome = run_isolated(
-            "components.benchmarker.harness:run_benchmark_json",
-            {"request": request.to_json()},
-            workdir,
-            timeout_s=timeout_s,
-            name="benchmark",
-        )
+        combined = _run_group_process(request, workdir, timeout_s)
+        rows = {row["name"]: row for row in combined["variants"]}
+        deferred = combined["deferred"]
+        while deferred:
+            group = combined["timing_groups"]
+            later_request = dataclasses.replace(
+                request,
+                variants=[baseline, *(s for s in request.variants if s.name in deferred)],
+                timing_group=group,
+                progress_position=tuple(combined["progress_position"]),
+            )
+            try:
+                later = _run_group_process(later_request, workdir, timeout_s)
+            except HarnessCrashed as crash:
+                # The groups already measured keep their figures; these become failed rows.
+                for name in deferred:
+                    rows[name]["status"] = STATUS_FAILED
+                    rows[name]["failure_reason"] = (
+                        f"the benchmark process of timing group {group} failed: {crash}"
+                    )[:2000]
+                break
+            for row in later["variants"]:
+                if row["name"] != baseline.name:
+                    rows[row["name"]] = row
+            if set(later["deferred"]) >= set(deferred):  # No progress: never loop forever.
+                for name in later["deferred"]:
+                    rows[name]["status"] = STATUS_FAILED
+                    rows[name]["failure_reason"] = "not loaded: no timing group could fit it"
+                break
+            deferred = later["deferred"]
+            combined["timing_groups"] += 1
+            combined["progress_position"] = later["progress_position"]
+            combined["process_peak_rss_bytes"] = max(
+                combined["process_peak_rss_bytes"], later["process_peak_rss_bytes"]
+            )
+    combined["variants"] = [rows[spec.name] for spec in request.variants]
+    del combined["deferred"], combined["progress_position"]
+    return combined
+
+
+def _run_group_process(
+    request: BenchmarkRequest, workdir: str, timeout_s: float | None
+) -> dict[str, Any]:
+    """One timing group's process: its result, with `timing_groups` = 1."""
+    from components.common.isolation import run_isolated
+
+    outcome = run_isolated(
+        "components.benchmarker.harness:run_benchmark_json",
+        {"request": request.to_json()},
+        workdir,
+        timeout_s=timeout_s,
+        name=f"benchmark_group_{request.timing_group}",
+    )
     outcome.raise_user_error()  # Bad input, e.g. examples that do not fit the model.
     if not outcome.ok:
         raise HarnessCrashed(outcome.failure("the benchmark process"))
-    return outcome.result
+    return {**outcome.result, "timing_groups": 1}
 
 
 def run_benchmark_json(request: dict[str, Any]) -> dict[str, Any]:

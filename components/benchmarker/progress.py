@@ -34,12 +34,17 @@ _POLL_S = 0.2
 class ProgressWriter:
     """Appends events to a JSON-lines file; a no-op without a path."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, resume_at: tuple[int, int] | None = None) -> None:
+        """`resume_at` (done, total): go on from where another process's writer stopped,
+        appending to its file (the Benchmarker's later timing groups, harness.py)."""
         self._path = path or None
-        self._done = 0
-        self._total = 0
-        if self._path:
+        self._done, self._total = resume_at or (0, 0)
+        if self._path and resume_at is None:
             open(self._path, "w", encoding="utf-8").close()
+
+    def position(self) -> tuple[int, int]:
+        """(done, total): what a writer in the next process resumes at."""
+        return self._done, self._total
 
     def plan(self, total: int) -> None:
         """Sets (or corrects) how many steps the run will take."""

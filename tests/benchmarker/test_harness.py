@@ -228,10 +228,18 @@ def test_variants_are_timed_in_groups_that_fit_and_one_that_cannot_fit_fails(
     raw = run_benchmark_in_subprocess(request, str(tmp_path / "work"), display=display)
     rows = {v["name"]: v for v in raw["variants"]}
     steps = [(e["what"], e["variant"]) for e in display.events if e["event"] == "step"]
-    # `huge` does not fit beside `first`: the first group is scored and timed, released,
-    # and only then is `huge` refused, as it cannot fit even beside the baseline alone.
+    # `huge` does not fit beside `first`: the first group is scored and timed, and only
+    # then, in a second process that loads the baseline again, is `huge` refused, as it
+    # cannot fit even beside the baseline alone.
     assert steps[:3] == [("loaded", "baseline"), ("loaded", "first"), ("accuracy", "")]
-    assert steps.index(("not loaded (memory)", "huge")) < steps.index(("loaded", "second"))
+    assert raw["timing_groups"] == 2
+    assert steps.count(("loaded", "baseline")) == 2
+    second_process = steps[steps.index(("loaded", "baseline"), 1) :]
+    assert second_process[:3] == [
+        ("loaded", "baseline"),
+        ("not loaded (memory)", "huge"),
+        ("loaded", "second"),
+    ]
     assert steps.count(("accuracy", "")) == 2  # One pass per group.
     assert ("latency", "second") in steps and ("throughput at batch 8", "second") in steps
     assert display.events[-1]["done"] == display.events[-1]["total"] == len(steps)
@@ -244,5 +252,49 @@ def test_variants_are_timed_in_groups_that_fit_and_one_that_cannot_fit_fails(
         assert rows[name]["metrics"]["top1"] > 0.9
     assert (rows["first"]["timing_group"], rows["second"]["timing_group"]) == (0, 1)
     assert abs(raw["process_rss_before_variants_bytes"] - base) < 0.7 * (1 << 30)
-    # The second group is still judged against the baseline, which stayed loaded.
+    # The second group is still judged against the baseline, loaded in its process too;
+    # the baseline's row is the first group's, where it was timed.
     assert rows["second"]["faithfulness"]["output_0"]["agreement"] == 1.0
+    assert rows["baseline"]["timing_group"] == 0
+
+
+def test_a_later_timing_group_that_crashes_fails_its_variants_and_keeps_the_first_groups(
+    tmp_path, monkeypatch
+):
+    """Each memory group is a process; when a later one dies, the figures already taken
+    stay and only the variants it held become failed rows naming the crash."""
+    from components.benchmarker import harness
+
+    def group_process(request, workdir, timeout_s):
+        names = [spec.name for spec in request.variants]
+        if request.timing_group == 0:
+            return {
+                "variants": [{"name": n, "status": "ok", "timing_group": 0} for n in names[:2]]
+                + [{"name": n, "status": "ok"} for n in names[2:]],
+                "deferred": names[2:],
+                "progress_position": [9, 20],
+                "process_peak_rss_bytes": 5,
+                "timing_groups": 1,
+            }
+        assert names == ["baseline", "second", "third"]
+        assert request.progress_position == (9, 20)
+        raise harness.HarnessCrashed("the benchmark process was killed by signal 9")
+
+    monkeypatch.setattr(harness, "_run_group_process", group_process)
+    request = BenchmarkRequest(
+        variants=[
+            VariantSpec(n, "graphdef", str(tmp_path))
+            for n in ("baseline", "first", "second", "third")
+        ],
+        baseline_name="baseline",
+        examples_uri=str(tmp_path),
+        settings=FAST,
+    )
+    raw = harness.run_benchmark_in_subprocess(request, str(tmp_path))
+    rows = {row["name"]: row for row in raw["variants"]}
+    assert [rows[n]["status"] for n in ("baseline", "first")] == ["ok", "ok"]
+    for name in ("second", "third"):
+        assert rows[name]["status"] == "failed"
+        assert "timing group 1" in rows[name]["failure_reason"]
+        assert "signal 9" in rows[name]["failure_reason"]
+    assert raw["timing_groups"] == 1 and "deferred" not in raw
