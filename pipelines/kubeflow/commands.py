@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from pipelines.cli import EXIT_OK
+from pipelines.kubeflow.vertex import DEFAULT_REGION, TARGET_VERTEX, TARGETS
 
 KFP_HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp's own variable for the API address
 # `submit --wait`: EXIT_OK when the run SUCCEEDED; a failure to submit is EXIT_FAILED.
@@ -48,7 +49,16 @@ def _add_compile(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--config", help="YAML file of these settings, e.g. kept in git")
-    parser.add_argument("--output", help="package path, ending in .yaml (default pipeline.yaml)")
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        help="kubeflow (default): a KFP v2 YAML package; vertex: a Vertex AI PipelineJob JSON",
+    )
+    parser.add_argument(
+        "--output",
+        help="package path: .yaml for kubeflow (default pipeline.yaml), .json for vertex "
+        "(default pipeline.json)",
+    )
     parser.add_argument(
         "--image",
         help="container image for every step (default tfx-inference-optimizer:<version>)",
@@ -81,9 +91,47 @@ def _add_compile(subparsers: argparse._SubParsersAction) -> None:
         help="taint the Benchmarker's pod tolerates, e.g. nvidia.com/gpu:NoSchedule (repeatable)",
     )
     gpu.add_argument("--gpus", type=int, help="GPUs for the Benchmarker (default 0: CPU only)")
-    gpu.add_argument("--accelerator", help="GPU resource name (default nvidia.com/gpu)")
+    gpu.add_argument(
+        "--accelerator", help="Kubernetes GPU resource name (default nvidia.com/gpu; kubeflow)"
+    )
+    gpu.add_argument(
+        "--gpu-type", help="Vertex AI accelerator type, e.g. NVIDIA_L4 or NVIDIA_TESLA_T4 (vertex)"
+    )
+    gpu.add_argument(
+        "--machine-type",
+        help="Vertex machine type, e.g. g2-standard-8: sets the Benchmarker's CPU and memory "
+        "limits, from which Vertex picks the machine (vertex)",
+    )
     gpu.add_argument("--benchmarker-cpu", metavar="CPU", help="CPU limit, e.g. 4 or 3500m")
     gpu.add_argument("--benchmarker-memory", metavar="MEM", help="memory limit, e.g. 16Gi")
+    creds = parser.add_argument_group("credentials and environment, on every step")
+    creds.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a plain environment variable (repeatable; both targets)",
+    )
+    creds.add_argument(
+        "--secret-env",
+        action="append",
+        metavar="NAME=SECRET:KEY",
+        help="a Kubernetes Secret's KEY as variable NAME, e.g. "
+        "AWS_SECRET_ACCESS_KEY=s3-credentials:secret-key (repeatable; kubeflow)",
+    )
+    creds.add_argument(
+        "--secret-volume",
+        action="append",
+        dest="secret_volumes",
+        metavar="SECRET:/PATH",
+        help="a Kubernetes Secret mounted as files under PATH (repeatable; kubeflow)",
+    )
+    creds.add_argument(
+        "--image-pull-secret",
+        action="append",
+        dest="image_pull_secrets",
+        metavar="SECRET",
+        help="registry credentials to pull the image (repeatable; kubeflow)",
+    )
     other = parser.add_argument_group("other steps")
     other.add_argument("--cpu", help="CPU limit of every other step, e.g. 2")
     other.add_argument("--memory", help="memory limit of every other step, e.g. 8Gi")
@@ -124,7 +172,8 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--package", default="pipeline.yaml", help="compiled package (default pipeline.yaml)"
+        "--package",
+        help="compiled package (default pipeline.yaml; pipeline.json with --target vertex)",
     )
     parser.add_argument(
         "--experiment", default="inference-optimizer", help="experiment to file runs under"
@@ -164,6 +213,17 @@ def _add_submit(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     _add_run_arguments(parser)
+    vertex = parser.add_argument_group("Vertex AI (--target vertex)")
+    vertex.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="kubeflow",
+        help="kubeflow (default): a KFP API at --host; vertex: aiplatform.PipelineJob",
+    )
+    vertex.add_argument("--project", help="Google Cloud project (default $GOOGLE_CLOUD_PROJECT)")
+    vertex.add_argument(
+        "--region", default=DEFAULT_REGION, help=f"Vertex AI region (default {DEFAULT_REGION})"
+    )
     parser.add_argument("--json", action="store_true", help=_JSON_HELP)
     parser.add_argument(
         "--wait",
@@ -211,6 +271,7 @@ def _add_schedule(subparsers: argparse._SubParsersAction) -> None:
 
 _COMPILE_KEYS = (
     "output",
+    "target",
     "image",
     "pipeline_name",
     "pipeline_root",
@@ -220,12 +281,18 @@ _COMPILE_KEYS = (
     "gpu_tolerations",
     "gpus",
     "accelerator",
+    "gpu_type",
+    "machine_type",
     "benchmarker_cpu",
     "benchmarker_memory",
     "cpu",
     "memory",
     "enable_cache",
     "time_budget",
+    "env",
+    "secret_env",
+    "secret_volumes",
+    "image_pull_secrets",
 )
 
 
@@ -237,7 +304,8 @@ def compile_command(args: argparse.Namespace) -> int:
     settings = build_settings(args.config, overrides)
     if not args.verbose:
         _quiet_tfx_logs()
-    print(f"Compiling pipeline {settings.pipeline_name!r} for Kubeflow ...", file=sys.stderr)
+    where = "Vertex AI" if settings.target == TARGET_VERTEX else "Kubeflow"
+    print(f"Compiling pipeline {settings.pipeline_name!r} for {where} ...", file=sys.stderr)
     package = compile_package(settings)
     if args.json:
         print(json.dumps(package_document(package), indent=2))
@@ -247,9 +315,10 @@ def compile_command(args: argparse.Namespace) -> int:
 
 
 def package_document(package: Any) -> dict[str, Any]:
-    """`compile --json`: {"package": path, "pipeline_name", "pipeline_root" (or null),
-    "parameters": {name: {"type", "default"}}, "benchmarker_executor",
-    "has_platform_spec"}."""
+    """`compile --json`: {"package": path, "target" ("kubeflow" or "vertex"),
+    "pipeline_name", "pipeline_root" (or null), "parameters": {name: {"type", "default"}},
+    "benchmarker_executor", "benchmarker_resources" (the executor's cpuLimit, memoryLimit
+    and accelerator as compiled), "has_platform_spec"}."""
     spec = package.pipeline_spec
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     return {
@@ -261,8 +330,16 @@ def package_document(package: Any) -> dict[str, Any]:
             for name, p in sorted(parameters.items())
         },
         "benchmarker_executor": package.benchmarker_executor,
+        "benchmarker_resources": benchmarker_resources(package),
         "has_platform_spec": bool(package.platform_spec),
     }
+
+
+def benchmarker_resources(package: Any) -> dict[str, Any]:
+    """The Benchmarker executor's container resources as the package holds them."""
+    executors = package.pipeline_spec.get("deploymentSpec", {}).get("executors", {})
+    container = executors.get(package.benchmarker_executor, {}).get("container", {})
+    return dict(container.get("resources", {}))
 
 
 def submitted_document(submitted: Any, final_state: str | None, exit_code: int) -> dict:
@@ -279,11 +356,14 @@ def describe_package(package: Any, settings: Any) -> str:
     spec = package.pipeline_spec
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     root = spec.get("defaultPipelineRoot") or "none (pass --pipeline-root to submit/schedule)"
-    benchmarker = [f"{settings.gpus} x {settings.accelerator}"] if settings.gpus > 0 else ["CPU"]
-    if settings.benchmarker_cpu is not None:
-        benchmarker.append(f"cpu {settings.benchmarker_cpu:g}")
-    if settings.benchmarker_memory_gb is not None:
-        benchmarker.append(f"memory {settings.benchmarker_memory_gb:g} G")
+    cpu, memory_gb, accelerator = settings.benchmarker_resources()
+    benchmarker = [f"{settings.gpus} x {accelerator}"] if settings.gpus > 0 else ["CPU"]
+    if settings.machine_type:
+        benchmarker.append(f"machine {settings.machine_type}")
+    if cpu is not None:
+        benchmarker.append(f"cpu {cpu:g}")
+    if memory_gb is not None:
+        benchmarker.append(f"memory {memory_gb:g} G")
     if settings.gpu_node_selector:
         pairs = ", ".join(f"{k}={v}" for k, v in sorted(settings.gpu_node_selector.items()))
         benchmarker.append(f"nodes {pairs}")
@@ -298,6 +378,10 @@ def describe_package(package: Any, settings: Any) -> str:
         others.append(f"cpu {settings.cpu:g}")
     if settings.memory_gb is not None:
         others.append(f"memory {settings.memory_gb:g} G")
+    credentials = [f"env {name}" for name, _ in settings.env]
+    credentials += [f"{s.env_var} from secret {s.secret_name}" for s in settings.secret_env]
+    credentials += [f"secret {v.secret_name} at {v.mount_path}" for v in settings.secret_volumes]
+    credentials += [f"pulls with {name}" for name in settings.image_pull_secrets]
     lines = [
         f"Compiled {spec['pipelineInfo']['name']!r} -> {package.path}",
         f"  image:          {settings.image}",
@@ -308,7 +392,13 @@ def describe_package(package: Any, settings: Any) -> str:
         ),
         f"  Benchmarker:    {', '.join(benchmarker)}",
         f"  other steps:    {', '.join(others) or 'no limits'}",
-        f"Next: inference-optimizer submit --host URL --package {package.path}",
+        *([f"  every step:     {', '.join(credentials)}"] if credentials else []),
+        (
+            f"Next: inference-optimizer submit --target vertex --project PROJECT "
+            f"--package {package.path}"
+            if settings.target == TARGET_VERTEX
+            else f"Next: inference-optimizer submit --host URL --package {package.path}"
+        ),
     ]
     return "\n".join(lines)
 
@@ -379,6 +469,9 @@ def run_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def submit_command(args: argparse.Namespace) -> int:
     from pipelines.kubeflow.client import RunOptions, check_offline, connect, submit_run
 
+    if args.target == TARGET_VERTEX:
+        return submit_vertex(args)
+    args.package = args.package or "pipeline.yaml"
     options = RunOptions(**run_options_from_args(args))
     check_offline(args.package, options)  # A bad package or --param: before any connection.
     connection = connection_from_args(args)
@@ -426,6 +519,76 @@ def _wait(client: Any, connection: Any, submitted: Any, args: argparse.Namespace
     return state, EXIT_OK if state == "SUCCEEDED" else EXIT_RUN_NOT_SUCCEEDED
 
 
+def submit_vertex(args: argparse.Namespace, credentials: Any = None) -> int:
+    """`submit --target vertex`: offline checks, then aiplatform.PipelineJob.submit, and with
+    --wait the job's final state (the same exit codes as for Kubeflow)."""
+    import dataclasses
+
+    from components.common.errors import UserInputError
+    from pipelines.kubeflow import vertex
+    from pipelines.kubeflow.config import DEFAULT_VERTEX_OUTPUT
+    from pipelines.lineage.render import format_duration
+
+    kubeflow_only = [
+        flag
+        for flag, given in (
+            ("--token", args.token),
+            ("--token-file", args.token_file),
+            ("--in-cluster", args.in_cluster),
+            ("--namespace", args.namespace),
+        )
+        if given
+    ]
+    if kubeflow_only:
+        raise UserInputError(
+            f"{', '.join(kubeflow_only)} are for a Kubeflow API; --target vertex authenticates "
+            "with Google Cloud credentials (gcloud auth application-default login)."
+        )
+    package = args.package or DEFAULT_VERTEX_OUTPUT
+    options = run_options_from_args(args)
+    values = vertex.check_offline(package, options["params"], options["pipeline_root"])
+    job = vertex.build_job(
+        package,
+        project=args.project or vertex.default_project(),
+        region=args.region,
+        display_name=args.name,
+        pipeline_root=options["pipeline_root"],
+        parameter_values=values,
+        enable_caching=options["enable_caching"],
+        credentials=credentials,
+    )
+    human = sys.stderr if args.json else sys.stdout
+    submitted = vertex.submit(job, options["service_account"])
+    print(vertex.describe_run(submitted), file=human, flush=True)
+    state, code = None, EXIT_OK
+    if args.wait:
+        started = time.monotonic()
+        state = vertex.wait(
+            job,
+            args.wait_timeout,
+            poll_s=args.poll_interval,
+            on_state=lambda s: print(
+                f"  {format_duration(time.monotonic() - started)}  job {submitted.id}: {s}",
+                file=human,
+                flush=True,
+            ),
+        )
+        if state is None:
+            print(
+                f"Job {submitted.id} had not ended after {args.wait_timeout:g} s; it goes on. "
+                f"Follow it at {submitted.url}",
+                file=sys.stderr,
+            )
+            code = EXIT_WAIT_TIMED_OUT
+        else:
+            print(f"Job {submitted.id} ended: {state}.", file=human)
+            code = EXIT_OK if state == "SUCCEEDED" else EXIT_RUN_NOT_SUCCEEDED
+    if args.json:
+        document = {**dataclasses.asdict(submitted), "final_state": state, "exit_code": code}
+        print(json.dumps(document, indent=2))
+    return code
+
+
 def schedule_command(args: argparse.Namespace) -> int:
     from pipelines.kubeflow.client import (
         ScheduleOptions,
@@ -444,6 +607,7 @@ def schedule_command(args: argparse.Namespace) -> int:
         start_time=args.start_time,
         end_time=args.end_time,
     )
+    args.package = args.package or "pipeline.yaml"
     check_offline(args.package, options)
     connection = connection_from_args(args)
     client = connect(connection)

@@ -153,12 +153,8 @@ def attach_resources(pipeline: Any, settings: CompileSettings) -> None:
         if not isinstance(component, base_component.BaseComponent):
             continue
         if component is benchmarker:
-            spec = resource_spec(
-                settings.benchmarker_cpu,
-                settings.benchmarker_memory_gb,
-                settings.gpus,
-                settings.accelerator,
-            )
+            cpu, memory_gb, accelerator = settings.benchmarker_resources()
+            spec = resource_spec(cpu, memory_gb, settings.gpus, accelerator)
         else:
             spec = resource_spec(settings.cpu, settings.memory_gb)
         if spec is not None:
@@ -167,6 +163,14 @@ def attach_resources(pipeline: Any, settings: CompileSettings) -> None:
 
 def compile_pipeline_spec(pipeline: Any, image: str) -> dict[str, Any]:
     """The PipelineSpec dict that KubeflowV2DagRunner builds (schema 2.1; nothing written)."""
+    return compile_pipeline_job(pipeline, image)["pipelineSpec"]
+
+
+def compile_pipeline_job(
+    pipeline: Any, image: str, parameter_values: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The PipelineJob dict that KubeflowV2DagRunner builds for Vertex AI: displayName,
+    labels, runtimeConfig (gcsOutputDirectory, parameterValues) and pipelineSpec."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
@@ -176,11 +180,11 @@ def compile_pipeline_spec(pipeline: Any, image: str) -> dict[str, Any]:
             use_pipeline_spec_2_1=True,
         )
     )
-    job = runner.run(pipeline, write_out=False)
+    job = runner.run(pipeline, parameter_values=dict(parameter_values or {}), write_out=False)
     spec = job["pipelineSpec"]
     if spec.get("schemaVersion") != SCHEMA_VERSION:
         raise RuntimeError(f"expected PipelineSpec schema {SCHEMA_VERSION}, got {spec!r:.200}")
-    return spec
+    return job
 
 
 def add_pipeline_defaults(
@@ -202,6 +206,23 @@ def add_pipeline_defaults(
         parameters[name]["isOptional"] = True
 
 
+def container_executors(spec: Mapping[str, Any]) -> list[str]:
+    """The executor labels that run a container (importers do not)."""
+    executors = spec["deploymentSpec"]["executors"]
+    return sorted(label for label, executor in executors.items() if "container" in executor)
+
+
+def add_container_env(spec: dict[str, Any], env: tuple[tuple[str, str], ...]) -> None:
+    """`--env NAME=VALUE` on every container, in the PipelineSpec (both targets read it)."""
+    for label in container_executors(spec):
+        container = spec["deploymentSpec"]["executors"][label]["container"]
+        present = {item["name"] for item in container.get("env", [])}
+        clash = sorted(present & {name for name, _ in env})
+        if clash:
+            raise UserInputError(f"--env {clash} would replace variables the step sets itself.")
+        container.setdefault("env", []).extend({"name": n, "value": v} for n, v in env)
+
+
 def executor_label(spec: Mapping[str, Any], task_name: str) -> str:
     """The executor label of a root DAG task, e.g. 'Benchmarker' -> 'Benchmarker_executor'."""
     task = spec["root"]["dag"]["tasks"][task_name]
@@ -209,27 +230,46 @@ def executor_label(spec: Mapping[str, Any], task_name: str) -> str:
 
 
 def compile_package(settings: CompileSettings, output: str | None = None) -> CompiledPackage:
-    """Compiles, validates with kfp's own protos and loader, and writes the package."""
+    """Compiles, validates with the target's own loader, and writes the package: a KFP v2
+    YAML (kfp's protos and loader) or, for --target vertex, a PipelineJob JSON
+    (aiplatform's loader and runtime-config builder)."""
+    from pipelines.kubeflow.vertex import TARGET_VERTEX, load_pipeline_job, write_pipeline_job
+
     output = output or settings.output
-    if not output.endswith((".yaml", ".yml")):
+    vertex = settings.target == TARGET_VERTEX
+    if not vertex and not output.endswith((".yaml", ".yml")):
         raise UserInputError(
-            f"Output {output!r} must end in .yaml: kfp.Client uploads YAML packages; the "
-            "JSON form TFX writes otherwise is a Vertex PipelineJob that KFP does not accept."
+            f"Output {output!r} must end in .yaml: kfp.Client uploads YAML packages. For "
+            "Vertex AI Pipelines, which loads a PipelineJob JSON, pass --target vertex."
         )
     pipeline = build_kubeflow_pipeline(settings)
     benchmarker = find_benchmarker(pipeline)
-    spec = compile_pipeline_spec(pipeline, settings.image)
-    add_pipeline_defaults(
-        spec,
-        settings.pipeline_root,
-        {
-            MODEL_URI_PARAMETER: settings.default_model_uri(),
-            EXAMPLES_URI_PARAMETER: settings.default_examples_uri(),
-            **run_parameter_defaults(benchmarker),
-        },
-    )
+    defaults = {
+        MODEL_URI_PARAMETER: settings.default_model_uri(),
+        EXAMPLES_URI_PARAMETER: settings.default_examples_uri(),
+        **run_parameter_defaults(benchmarker),
+    }
+    job = compile_pipeline_job(pipeline, settings.image, defaults if vertex else None)
+    spec = job["pipelineSpec"]
+    add_pipeline_defaults(spec, settings.pipeline_root, defaults)
     label = executor_label(spec, benchmarker.id)
-    platform = platform_spec_document({label: settings.benchmarker_placement()})
+    add_container_env(spec, settings.env)
+    if vertex:
+        runtime = job.setdefault("runtimeConfig", {})
+        if settings.pipeline_root:
+            runtime["gcsOutputDirectory"] = settings.pipeline_root
+        else:  # Not the placeholder TFX needed: Vertex then takes the run's root.
+            runtime.pop("gcsOutputDirectory", None)
+        from google.protobuf import json_format
+        from kfp.pipeline_spec import pipeline_spec_pb2
+
+        json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())  # Before writing.
+        write_pipeline_job(output, job)
+        load_pipeline_job(output)  # The file as aiplatform.PipelineJob will read it.
+        return CompiledPackage(os.path.abspath(output), spec, {}, label)
+    placements = {other: settings.step_placement() for other in container_executors(spec)}
+    placements[label] = settings.benchmarker_placement()
+    platform = platform_spec_document(placements)
     write_package(output, spec, platform)
     load_package(output)  # The file as kfp.Client will read it must parse.
     return CompiledPackage(os.path.abspath(output), spec, platform, label)

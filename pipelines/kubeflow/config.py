@@ -12,6 +12,9 @@ are refused with the valid ones listed, so a typo never silently does nothing::
     gpus: 1
     gpu_node_selector: {cloud.google.com/gke-accelerator: nvidia-l4}
     gpu_tolerations: ["nvidia.com/gpu:NoSchedule"]
+    secret_env: ["AWS_ACCESS_KEY_ID=s3-credentials:access-key"]
+    image_pull_secrets: [registry-credentials]
+    env: {AWS_REGION: eu-west-1}
     benchmarker_cpu: 4
     benchmarker_memory: 16Gi
     cpu: 2
@@ -31,18 +34,26 @@ from components.version import __version__
 from pipelines.kubeflow.platform_spec import (
     DEFAULT_ACCELERATOR,
     ExecutorPlacement,
+    PodCredentials,
+    SecretEnv,
+    SecretVolume,
     Toleration,
     check_label,
+    check_secret_name,
     make_toleration,
     parse_cpu,
+    parse_env,
     parse_memory_gb,
     parse_node_selector,
+    parse_secret_env,
+    parse_secret_volume,
     parse_toleration,
 )
 from pipelines.pipeline import DEFAULT_PIPELINE_NAME, HARDWARE_EACH_NODE, PipelineSettings
 
 DEFAULT_IMAGE = f"tfx-inference-optimizer:{__version__}"
 DEFAULT_OUTPUT = "pipeline.yaml"
+DEFAULT_VERTEX_OUTPUT = "pipeline.json"
 # The Dockerfile bakes the embedded default (digits CNN and its eval Examples) in here, so a
 # package compiled without --model-uri/--examples-uri runs the demo on the cluster.
 IMAGE_DEMO_DIR = "/opt/tfx-inference-optimizer/demo"
@@ -54,6 +65,9 @@ class CompileSettings:
     """Everything `compile` needs; the defaults compile a runnable CPU-only package."""
 
     output: str = DEFAULT_OUTPUT
+    # kubeflow: a KFP v2 YAML package (PipelineSpec + Kubernetes PlatformSpec);
+    # vertex: a Vertex AI PipelineJob JSON (vertex.py).
+    target: str = "kubeflow"
     image: str = DEFAULT_IMAGE
     pipeline_name: str = DEFAULT_PIPELINE_NAME
     pipeline_root: str = ""  # "" = pass it at submit time (`--pipeline-root`).
@@ -63,6 +77,8 @@ class CompileSettings:
     gpu_tolerations: tuple[Toleration, ...] = ()
     gpus: int = 0
     accelerator: str = DEFAULT_ACCELERATOR
+    gpu_type: str = ""  # Vertex's accelerator name, e.g. NVIDIA_L4 (--target vertex)
+    machine_type: str = ""  # e.g. g2-standard-8: the Benchmarker's limits on Vertex
     benchmarker_cpu: float | None = None  # cores
     benchmarker_memory_gb: float | None = None  # decimal GB, as KFP's ResourceSpec wants
     cpu: float | None = None  # every other container step
@@ -70,9 +86,35 @@ class CompileSettings:
     enable_cache: bool = True
     time_budget_s: float | None = None
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # PipelineSettings
+    # On every step's container: plain variables (both targets), and on Kubeflow the
+    # Secrets as variables or files and the registry credentials to pull the image.
+    env: tuple[tuple[str, str], ...] = ()
+    secret_env: tuple[SecretEnv, ...] = ()
+    secret_volumes: tuple[SecretVolume, ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+
+    def pod_credentials(self) -> PodCredentials:
+        return PodCredentials(
+            tuple(self.secret_env), tuple(self.secret_volumes), tuple(self.image_pull_secrets)
+        )
+
+    def benchmarker_resources(self) -> tuple[float | None, float | None, str]:
+        """(CPU, memory GB, accelerator) of the Benchmarker: on Vertex, --machine-type's
+        limits and --gpu-type; on Kubeflow, the flags and the Kubernetes resource name."""
+        from pipelines.kubeflow.vertex import TARGET_VERTEX, benchmarker_limits
+
+        if self.target == TARGET_VERTEX:
+            return (*benchmarker_limits(self), self.gpu_type)
+        return self.benchmarker_cpu, self.benchmarker_memory_gb, self.accelerator
 
     def benchmarker_placement(self) -> ExecutorPlacement:
-        return ExecutorPlacement(dict(self.gpu_node_selector), tuple(self.gpu_tolerations))
+        return ExecutorPlacement(
+            dict(self.gpu_node_selector), tuple(self.gpu_tolerations), self.pod_credentials()
+        )
+
+    def step_placement(self) -> ExecutorPlacement:
+        """Every other step's pod: the credentials only."""
+        return ExecutorPlacement(credentials=self.pod_credentials())
 
     def default_model_uri(self) -> str:
         return self.model_uri or _image_demo_uris()[0]
@@ -195,6 +237,30 @@ def _tolerations(value: Any, key: str) -> tuple[Toleration, ...]:
     return tuple(result)
 
 
+def _items(parse: Callable[[str], Any]) -> Callable[[Any, str], tuple[Any, ...]]:
+    """A list of strings (as the repeatable flags give), each parsed; duplicates refused."""
+
+    def parser(value: Any, key: str) -> tuple[Any, ...]:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise UserInputError(f"{key} must be a list of strings, got {value!r}.")
+        parsed = tuple(parse(str(item)) for item in value)
+        if len(set(parsed)) != len(parsed):
+            raise UserInputError(f"{key} lists the same entry twice: {list(value)!r}.")
+        return parsed
+
+    return parser
+
+
+def _env_items(value: Any, key: str) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, Mapping):  # A config file may write {NAME: VALUE}.
+        value = [f"{k}={v}" for k, v in value.items()]
+    items = _items(parse_env)(value, key)
+    names = [name for name, _ in items]
+    if len(set(names)) != len(names):
+        raise UserInputError(f"{key} sets the same variable twice: {names!r}.")
+    return items
+
+
 _SETTINGS_FIELDS = {f.name for f in dataclasses.fields(PipelineSettings)}
 
 
@@ -210,8 +276,30 @@ def _pipeline_settings(value: Any, key: str) -> dict[str, Any]:
 
 
 # Config key -> (CompileSettings field, parser). Flags go through the same parsers.
+def _target(value: Any, key: str) -> str:
+    from pipelines.kubeflow.vertex import TARGETS
+
+    target = _text(value, key).lower()
+    if target not in TARGETS:
+        raise UserInputError(f"{key} must be one of {', '.join(TARGETS)}, got {value!r}.")
+    return target
+
+
+def _gpu_type(value: Any, key: str) -> str:
+    from pipelines.kubeflow.vertex import check_gpu_type
+
+    return check_gpu_type(_text(value, key))
+
+
+def _machine_type(value: Any, key: str) -> str:
+    from pipelines.kubeflow.vertex import machine_shape
+
+    return machine_shape(_text(value, key)).name
+
+
 _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "output": ("output", _text),
+    "target": ("target", _target),
     "image": ("image", _text),
     "pipeline_name": ("pipeline_name", _text),
     "pipeline_root": ("pipeline_root", lambda v, k: check_pipeline_root(_text(v, k))),
@@ -221,6 +309,8 @@ _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "gpu_tolerations": ("gpu_tolerations", _tolerations),
     "gpus": ("gpus", _count),
     "accelerator": ("accelerator", _text),
+    "gpu_type": ("gpu_type", _gpu_type),
+    "machine_type": ("machine_type", _machine_type),
     "benchmarker_cpu": ("benchmarker_cpu", lambda v, k: parse_cpu(v, k)),
     "benchmarker_memory": ("benchmarker_memory_gb", lambda v, k: parse_memory_gb(v, k)),
     "cpu": ("cpu", lambda v, k: parse_cpu(v, k)),
@@ -228,6 +318,13 @@ _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "enable_cache": ("enable_cache", _flag),
     "time_budget": ("time_budget_s", _seconds),
     "settings": ("settings", _pipeline_settings),
+    "env": ("env", _env_items),
+    "secret_env": ("secret_env", _items(parse_secret_env)),
+    "secret_volumes": ("secret_volumes", _items(parse_secret_volume)),
+    "image_pull_secrets": (
+        "image_pull_secrets",
+        _items(lambda name: check_secret_name(name.strip(), "--image-pull-secret")),
+    ),
 }
 CONFIG_KEYS = tuple(_KEYS)
 
@@ -283,7 +380,20 @@ def build_settings(
     if config_path:
         fields.update(load_config_file(config_path))
     fields.update(parse_values(overrides or {}, "the command line"))
+    from pipelines.kubeflow.vertex import TARGET_VERTEX, check_vertex_settings
+
+    if fields.get("target") == TARGET_VERTEX and "output" not in fields:
+        fields["output"] = DEFAULT_VERTEX_OUTPUT
     settings = CompileSettings(**fields)
+    if settings.target == TARGET_VERTEX:
+        check_vertex_settings(settings)
+        return settings
+    if settings.gpu_type or settings.machine_type:
+        raise UserInputError(
+            "--gpu-type and --machine-type are Vertex AI's terms (--target vertex). On "
+            "Kubeflow, request GPUs with --gpus and --accelerator, and place the Benchmarker "
+            "with --gpu-node-selector and --gpu-toleration."
+        )
     if settings.gpus > 0 and not settings.accelerator:
         raise UserInputError("--gpus needs an --accelerator resource name, e.g. nvidia.com/gpu.")
     return settings

@@ -74,14 +74,110 @@ class Toleration:
 
 
 @dataclasses.dataclass(frozen=True)
+class SecretEnv:
+    """One key of a Kubernetes Secret as an environment variable (`NAME=SECRET:KEY`)."""
+
+    env_var: str
+    secret_name: str
+    secret_key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretVolume:
+    """A Kubernetes Secret mounted as files (`SECRET:/path`)."""
+
+    secret_name: str
+    mount_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PodCredentials:
+    """What every executor's pod gets: secrets as env or files, and image pull secrets."""
+
+    secret_env: tuple[SecretEnv, ...] = ()
+    secret_volumes: tuple[SecretVolume, ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.secret_env or self.secret_volumes or self.image_pull_secrets)
+
+
+@dataclasses.dataclass(frozen=True)
 class ExecutorPlacement:
-    """Where one executor's pod may run: node selector labels and tolerations."""
+    """Where one executor's pod may run (node selector labels, tolerations) and the
+    credentials it gets."""
 
     node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
+    credentials: PodCredentials = PodCredentials()
 
     def is_empty(self) -> bool:
-        return not self.node_selector and not self.tolerations
+        return not self.node_selector and not self.tolerations and self.credentials.is_empty()
+
+
+# Kubernetes object names (RFC 1123 subdomain) and POSIX-style environment variable names.
+_SECRET_NAME_RE = re.compile(rf"^{_DNS_SUBDOMAIN}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_KEY_RE = re.compile(r"^[-._A-Za-z0-9]+$")
+
+
+def check_secret_name(name: str, flag: str) -> str:
+    if len(name) > 253 or not _SECRET_NAME_RE.match(name):
+        raise UserInputError(
+            f"{flag}: {name!r} is not a Kubernetes Secret name: lower-case letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit."
+        )
+    return name
+
+
+def check_env_name(name: str, flag: str) -> str:
+    if not _ENV_NAME_RE.match(name):
+        raise UserInputError(
+            f"{flag}: {name!r} is not an environment variable name: letters, digits and "
+            "'_', not starting with a digit (e.g. AWS_ACCESS_KEY_ID)."
+        )
+    return name
+
+
+def parse_env(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` -> (name, value): a plain environment variable for every step."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise UserInputError(f"--env {text!r} is not NAME=VALUE, e.g. --env AWS_REGION=eu-west-1.")
+    return check_env_name(name.strip(), "--env"), value
+
+
+def parse_secret_env(text: str) -> SecretEnv:
+    """`NAME=SECRET:KEY` -> the Secret's KEY as the environment variable NAME."""
+    name, sep, rest = text.partition("=")
+    secret, colon, key = rest.partition(":")
+    if not sep or not colon or not secret or not key:
+        raise UserInputError(
+            f"--secret-env {text!r} is not NAME=SECRET:KEY. Example: "
+            "--secret-env AWS_ACCESS_KEY_ID=s3-credentials:access-key."
+        )
+    if not _SECRET_KEY_RE.match(key.strip()):
+        raise UserInputError(
+            f"--secret-env {text!r}: {key!r} is not a Secret key (letters, digits, '-', '_', '.')."
+        )
+    return SecretEnv(
+        check_env_name(name.strip(), "--secret-env"),
+        check_secret_name(secret.strip(), "--secret-env"),
+        key.strip(),
+    )
+
+
+def parse_secret_volume(text: str) -> SecretVolume:
+    """`SECRET:/path` -> the Secret's keys as files under /path."""
+    secret, sep, path = text.partition(":")
+    if not sep or not path.startswith("/"):
+        raise UserInputError(
+            f"--secret-volume {text!r} is not SECRET:/ABSOLUTE/PATH. Example: "
+            "--secret-volume gcs-key:/var/secrets/google."
+        )
+    return SecretVolume(
+        check_secret_name(secret.strip(), "--secret-volume"), path.rstrip("/") or "/"
+    )
 
 
 def parse_node_selector(text: str) -> tuple[str, str]:
@@ -200,6 +296,10 @@ def parse_memory_gb(text: str | float | int, what: str = "memory") -> float:
 def platform_spec_document(placements: Mapping[str, ExecutorPlacement]) -> dict[str, Any]:
     """The second YAML document: `platforms.kubernetes.deploymentSpec.executors.<label>`.
 
+    Secrets are written through kfp-kubernetes' own message, in the form its
+    `use_secret_as_env` and `use_secret_as_volume` give; image pull secrets, which its
+    1.0.0 proto lacks, in the KFP backend's field names (`imagePullSecret`, from 2.1), as
+    `kfp.kubernetes.set_image_pull_secrets` writes them in later releases.
     Returns {} when no executor has any placement, so the package then has no PlatformSpec.
     """
     from google.protobuf import json_format
@@ -213,9 +313,25 @@ def platform_spec_document(placements: Mapping[str, ExecutorPlacement]) -> dict[
         # tolerations are missing from kfp-kubernetes 1.0.0's proto and added as JSON.
         message = kubernetes_executor_config_pb2.KubernetesExecutorConfig()
         message.node_selector.labels.update(dict(placement.node_selector))
+        credentials = placement.credentials
+        by_secret: dict[str, list[SecretEnv]] = {}
+        for item in credentials.secret_env:
+            by_secret.setdefault(item.secret_name, []).append(item)
+        for secret_name, items in by_secret.items():
+            entry = message.secret_as_env.add(secret_name=secret_name)
+            for item in items:
+                entry.key_to_env.add(secret_key=item.secret_key, env_var=item.env_var)
+        for volume in credentials.secret_volumes:
+            message.secret_as_volume.add(
+                secret_name=volume.secret_name, mount_path=volume.mount_path
+            )
         config = json_format.MessageToDict(message)
         if placement.tolerations:
             config["tolerations"] = [t.to_platform_json() for t in placement.tolerations]
+        if credentials.image_pull_secrets:
+            config["imagePullSecret"] = [
+                {"secretName": name} for name in credentials.image_pull_secrets
+            ]
         executors[label] = config
     if not executors:
         return {}
