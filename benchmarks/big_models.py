@@ -216,7 +216,7 @@ def build_inputs(name: str, directory: str, num_examples: int) -> dict[str, Any]
         from benchmarks.keras_applications import SEED
 
         model_uri, examples_uri, facts = build_bert_inputs(directory, num_examples, SEED)
-    from components.common.artifact_utils import directory_size_bytes
+    from components.common.sizes import directory_size_bytes
 
     facts.update(
         model_uri=model_uri,
@@ -436,7 +436,7 @@ def variant_rows(report: dict) -> list[dict]:
 
 
 def _size(value: int | None) -> str:
-    from components.benchmarker.memory import format_bytes
+    from components.common.sizes import format_bytes
 
     return format_bytes(value) if value else "-"
 

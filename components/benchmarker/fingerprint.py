@@ -415,3 +415,41 @@ def _version_tuple(version: str) -> tuple[int, ...]:
             break
         parts.append(int(match.group()))
     return tuple(parts)
+
+
+def machine_text(properties: dict[str, Any]) -> str:
+    """A BenchmarkReport's hardware and runtime versions in one line, from its MLMD
+    properties (report.hardware_properties): what `lineage show` prints and the report's
+    first screen shows; "" if none."""
+    if "hardware_cpu_model" not in properties:
+        return ""
+    cores = properties.get("hardware_usable_cores")
+    logical = properties.get("hardware_logical_cores")
+    parts = [
+        f"{properties['hardware_cpu_model']}, {cores} of {logical} cores"
+        if cores is not None and logical is not None
+        else str(properties["hardware_cpu_model"])
+    ]
+    flags = [
+        key.removeprefix("hardware_")
+        for key, value in properties.items()
+        if key.startswith(("hardware_avx", "hardware_amx")) and value == 1
+    ]
+    has_amx = any(flag.startswith("amx") for flag in flags)
+    parts.append(f"flags: {' '.join(flags) or 'none of interest'}{'' if has_amx else ' (no AMX)'}")
+    if properties.get("hardware_gpu_count"):
+        memory = properties.get("hardware_gpu_memory_mib")
+        parts.append(
+            f"GPU: {properties['hardware_gpu_count']} x {properties.get('hardware_gpu_model')}"
+            + (f", {memory} MiB each" if memory else "")
+        )
+    else:
+        parts.append("no GPU")
+    versions = [
+        f"{key.removeprefix('version_')} {value}"
+        for key, value in properties.items()
+        if key.startswith("version_")
+    ]
+    if versions:
+        parts.append(", ".join(versions))
+    return "; ".join(parts)

@@ -28,7 +28,7 @@ import numpy as np
 
 from components.benchmarker import memory
 from components.benchmarker.tasks import LabelSettings
-from components.common.artifact_utils import STATUS_FAILED, STATUS_OK, directory_size_bytes
+from components.common.artifact_utils import STATUS_FAILED, STATUS_OK
 from components.common.errors import UserInputError
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
@@ -475,11 +475,11 @@ def _memory_need(
     as the group started, the baseline's estimate added back).
 
     Records the artifact's size in its row (`result`), for the report."""
-    from components.runtimes import backend_for
+    from components.runtimes import backend_for, model_size_bytes
 
     if not _is_model(spec.model_format):
         return 0, ""
-    size = result["size_bytes"] = directory_size_bytes(spec.uri)
+    size = result["size_bytes"] = model_size_bytes(spec.uri, spec.model_format)
     factor = backend_for(spec.model_format).memory_per_artifact_byte
     need = memory.estimate_load_bytes(factor, size)
     room, source = memory.available_bytes(budget_bytes, held, group_start)

@@ -15,7 +15,7 @@ The harness also uses `room` to decide how many variants it keeps loaded at once
 
 from __future__ import annotations
 
-from components.common.memory_watch import format_bytes
+from components.common.sizes import format_bytes
 
 MiB = 1 << 20
 # Beyond every variant's own estimate: interpreter state, one batch of inputs.

@@ -17,16 +17,18 @@ import html
 import json
 import math
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from components.benchmarker.fingerprint import HardwareFingerprint
-from components.benchmarker.selection import Selection, VariantResult
+from components.benchmarker.selection import FRACTION_METRICS, Selection, VariantResult
 from components.common.errors import UserInputError
+from components.common.sizes import format_bytes
 
-REPORT_SCHEMA_VERSION = "2.0"
+REPORT_SCHEMA_VERSION = "2.1"
 # The null backend's row measures the harness itself; it is no candidate and has no speedup.
 NULL_FORMAT = "null"
 # The row timing a split signature's preprocessing alone; it is no candidate either.
@@ -43,6 +45,7 @@ MAX_HARNESS_OVERHEAD_FRACTION = 0.02
 REPORT_JSON = "report.json"
 REPORT_MARKDOWN = "report.md"
 REPORT_HTML = "report.html"
+REPORT_CSV = "report.csv"
 
 # Matplotlib's tab10: distinct, colour-blind-tolerant, and prints well.
 _PALETTE = (
@@ -113,6 +116,7 @@ def build_report(
         row["core_speedup_p50"] = (
             reference_p50 / p50 if covers == COVERS_CORE and reference_p50 and p50 else None
         )
+        row["latency_ci"] = latency_confidence_intervals(variant)
         rows.append(row)
     overhead_warnings = _harness_overhead_warnings(variants)
     evaluation = dict(evaluation or {})
@@ -142,6 +146,26 @@ def build_report(
         "warnings": _dedupe([*warnings, *_measurement_warnings(variants), *overhead_warnings]),
     }
     return _json_safe(report)
+
+
+def latency_confidence_intervals(variant: VariantResult) -> dict[str, Any] | None:
+    """95% bootstrap intervals of p50 and p99 over the calls the summary covers (the
+    last `count` timed calls), resampled in blocks of one timing window."""
+    from components.benchmarker import stats
+
+    latency = variant.latency
+    if latency is None or not latency.samples_ms:
+        return None
+    calls = latency.samples_ms[-latency.summary.count :]
+    intervals = stats.bootstrap_percentile_ci(calls, (50, 99), block_calls=latency.window_size)
+    return {
+        "p50_ms": list(intervals[50]),
+        "p99_ms": list(intervals[99]),
+        "confidence": stats.BOOTSTRAP_CONFIDENCE,
+        "resamples": stats.BOOTSTRAP_RESAMPLES,
+        "block_calls": max(1, min(latency.window_size, len(calls))),
+        "calls": len(calls),
+    }
 
 
 def _variant_p50(variant: VariantResult) -> float | None:
@@ -278,6 +302,7 @@ def write_report(report: Mapping[str, Any], directory: str) -> dict[str, str]:
         REPORT_JSON: json.dumps(report, indent=2, allow_nan=False) + "\n",
         REPORT_MARKDOWN: render_markdown(report),
         REPORT_HTML: render_html(report),
+        REPORT_CSV: render_csv(report),
     }
     paths = {}
     if "://" in directory:
@@ -459,15 +484,27 @@ def render_html(report: Mapping[str, Any]) -> str:
     colors = {row["name"]: _PALETTE[i % len(_PALETTE)] for i, row in enumerate(report["variants"])}
     headers, rows = _results_table(report)
     winner = selection.get("winner")
-    table = ['<table id="results"><thead><tr>']
-    table += [f"<th>{html.escape(h)}</th>" for h in headers]
+    text_columns = [h in _TEXT_COLUMNS for h in headers]
+    table = ['<div class="scroll"><table id="results"><thead><tr>']
+    table += [
+        f"<th{' class=text' if text else ''}>{html.escape(h)}</th>"
+        for h, text in zip(headers, text_columns, strict=True)
+    ]
     table.append("</tr></thead><tbody>")
     for row, cells in zip(report["variants"], rows, strict=True):
         classes = [row["status"]] + (["winner"] if row["name"] == winner else [])
         table.append(f'<tr class="{" ".join(classes)}" data-variant="{html.escape(row["name"])}">')
-        table += [f"<td>{html.escape(c)}</td>" for c in cells]
+        table += [
+            f"<td{' class=text' if text else ''}>{html.escape(c)}</td>"
+            for c, text in zip(cells, text_columns, strict=True)
+        ]
         table.append("</tr>")
-    table.append("</tbody></table>")
+    table.append("</tbody></table></div>")
+    answer = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
+        for label, text in answer_lines(report).items()
+    )
+    csv_link = "data:text/csv;charset=utf-8," + urllib.parse.quote(render_csv(report))
 
     distributions = [
         _distribution_svg(row, colors[row["name"]])
@@ -501,23 +538,28 @@ def render_html(report: Mapping[str, Any]) -> str:
 </head>
 <body>
 <h1>Inference benchmark report</h1>
+<section id="answer" class="{state_class}">
+<table id="answer-table">{answer}</table>
+</section>
 <p class="meta">Schema {html.escape(str(report["schema_version"]))} · started
 {html.escape(str(report.get("started_at")))} · baseline
 <code>{html.escape(report["baseline_name"])}</code> · objective
-{html.escape(str(selection.get("objective")))}</p>
-<section id="selection" class="{state_class}">
-<h2>Selection</h2>
-<p class="verdict">{html.escape(_verdict_line(report))}</p>
-<p class="reason">{html.escape(selection.get("reason") or "")}</p>
-<ul class="verdicts">{"".join(verdict_items)}</ul>
-</section>
+{html.escape(str(selection.get("objective")))} ·
+<a id="csv" download="report.csv" href="{html.escape(csv_link)}">every figure as CSV</a></p>
 <section id="results-section">
 <h2>Results</h2>
 {"".join(table)}
 <p class="note">{html.escape(" ".join(_explanations(report)))} Latencies are per call at
 the latency batch size (ms); &gt;1 is faster; throughput is examples/s; metrics and agreement
 are fractions of the eval examples (MAE/RMSE in the label's units); max |diff| and relative
-error are against the baseline's outputs.</p>
+error are against the baseline's outputs. The 95% intervals of p50 and p99 are a
+moving-block bootstrap over the summarized calls, in blocks of one timing window.</p>
+</section>
+<section id="selection" class="{state_class}">
+<h2>Selection</h2>
+<p class="verdict">{html.escape(_verdict_line(report))}</p>
+<p class="reason">{html.escape(selection.get("reason") or "")}</p>
+<ul class="verdicts">{"".join(verdict_items)}</ul>
 </section>
 <section id="data">
 <h2>What was fed and scored</h2>
@@ -561,17 +603,149 @@ max-width:1400px}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}
-td:nth-child(-n+4),#fingerprint td,#fingerprint th{text-align:left}
+th.text,td.text,#fingerprint td,#fingerprint th,#answer-table td,#answer-table th{text-align:left}
+td.text{white-space:normal;min-width:6em;max-width:28em}
+td:first-child{white-space:nowrap}
+.scroll{overflow-x:auto}
+#answer-table{font-size:15px}
+#answer-table td{white-space:normal}
+#answer-table th{background:none;border:none;padding-right:1em}
+#answer-table td{border:none}
 tr.failed td{color:#999}
 tr.winner td{background:#fff6d5;font-weight:600}
-#selection.blessed{border-left:6px solid #2ca02c;padding-left:1em}
-#selection.not-blessed{border-left:6px solid #d62728;padding-left:1em}
+#selection.blessed,#answer.blessed{border-left:6px solid #2ca02c;padding-left:1em}
+#selection.not-blessed,#answer.not-blessed{border-left:6px solid #d62728;padding-left:1em}
 .verdict{font-weight:700;font-size:1.1em}
 .note,.meta{color:#555;font-size:13px}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 svg text{font-family:inherit}
 pre{background:#f6f6f6;padding:1em;overflow:auto}
 """
+
+
+def answer_lines(report: Mapping[str, Any]) -> dict[str, str]:
+    """The first screen: the blessed variant and its speedup, its metric drop against the
+    budget, the model and examples, and the machine. {label: text}, in display order."""
+    from components.benchmarker.fingerprint import machine_text
+
+    selection = report["selection"]
+    rows = {row["name"]: row for row in report["variants"]}
+    baseline = rows.get(report["baseline_name"], {})
+    baseline_p50 = _p50(baseline)
+    winner = rows.get(selection.get("winner") or "")
+    lines: dict[str, str] = {}
+    if selection.get("blessed") and winner is not None:
+        p50 = _p50(winner)
+        interval = (winner.get("latency_ci") or {}).get("p50_ms")
+        speed = (
+            "it is the baseline"
+            if selection.get("winner_is_baseline")
+            else f"{_fmt_ratio(winner.get('speedup_vs_baseline_p50'))} the baseline's speed"
+        )
+        lines["Blessed"] = (
+            f"{winner['name']}: {speed}; p50 {_fmt(p50)} ms"
+            + (f" (95% CI {_fmt_interval(interval)})" if interval else "")
+            + f" against {_fmt(baseline_p50)} ms"
+        )
+    else:
+        lines["Not blessed"] = (
+            f"{selection.get('state')}: {selection.get('reason') or ''}".strip()
+            + f" The baseline's p50 is {_fmt(baseline_p50)} ms."
+        )
+    gate = (selection.get("settings") or {}).get("gate") or (
+        (report.get("evaluation") or {}).get("gate") or {}
+    )
+    metric = gate.get("metric")
+    verdict = next(
+        (v for v in selection.get("verdicts") or () if winner and v["name"] == winner["name"]),
+        None,
+    )
+    if metric and winner is not None and verdict is not None:
+        drop = verdict.get("accuracy_drop")
+        value, base = row_metric(winner, metric), row_metric(baseline, metric)
+        if drop is not None and value is not None and base is not None:
+            points = metric in FRACTION_METRICS
+            drop_text = f"{100 * drop:.2f} points" if points else f"{drop:.4g}"
+            lines["Metric"] = (
+                f"{metric} {_fmt_metric(metric, value)} against the baseline's "
+                f"{_fmt_metric(metric, base)}: a drop of {drop_text} ({_gate_text(gate)})"
+            )
+    elif not metric:
+        lines["Metric"] = "no labels: judged on faithfulness to the baseline only"
+    inputs = report.get("inputs") or {}
+    lines["Model"] = str(inputs.get("model_uri") or "n/a")
+    lines["Examples"] = str(inputs.get("examples_uri") or "n/a") + (
+        f" ({inputs['eval_examples']} scored)" if inputs.get("eval_examples") else ""
+    )
+    lines["Machine"] = (
+        machine_text(hardware_properties(report.get("fingerprint") or {})) or "not recorded"
+    )
+    return lines
+
+
+def render_csv(report: Mapping[str, Any]) -> str:
+    """Every variant's figures as CSV, raw numbers (ms, images/s, fractions, bytes)."""
+    import csv
+    import io
+
+    evaluation = report.get("evaluation") or {}
+    metrics = list(evaluation.get("metrics") or []) if evaluation.get("labels") else []
+    batch_sizes = list(report.get("batch_sizes") or [])
+    columns = [
+        "variant", "baseline", "blessed", "status", "failure_reason", "format", "covers",
+        "speedup_vs_baseline_p50", "core_speedup_p50",
+        "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms",
+        "p99_ms", "p99_ci_low_ms", "p99_ci_high_ms", "mean_ms", "stdev_ms", "calls",
+        "latency_stable", "latency_cv",
+        *(f"images_per_s_batch_{b}" for b in batch_sizes),
+        *metrics, "agreement", "relative_error", "max_abs_diff",
+        "size_bytes", "rss_growth_bytes", "load_s", "first_call_s", "uri",
+    ]  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    winner = report["selection"].get("winner")
+    for row in report["variants"]:
+        summary = _summary(row) or {}
+        intervals = row.get("latency_ci") or {}
+        latency = row.get("latency") or {}
+        throughput = row.get("throughput_images_per_s") or {}
+        values: dict[str, Any] = {
+            "variant": row["name"],
+            "baseline": row["name"] == report["baseline_name"],
+            "blessed": row["name"] == winner and bool(report["selection"].get("blessed")),
+            "status": row["status"],
+            "failure_reason": row.get("failure_reason") or "",
+            "format": row.get("format"),
+            "covers": row.get("covers"),
+            "speedup_vs_baseline_p50": row.get("speedup_vs_baseline_p50"),
+            "core_speedup_p50": row.get("core_speedup_p50"),
+            "p50_ms": summary.get("p50_ms"),
+            "p90_ms": summary.get("p90_ms"),
+            "p99_ms": summary.get("p99_ms"),
+            "mean_ms": summary.get("mean_ms"),
+            "stdev_ms": summary.get("stdev_ms"),
+            "calls": summary.get("count"),
+            "latency_stable": latency.get("stable"),
+            "latency_cv": latency.get("cv"),
+            "agreement": row.get("agreement"),
+            "relative_error": row.get("relative_error"),
+            "max_abs_diff": row.get("max_abs_diff"),
+            "size_bytes": row.get("size_bytes"),
+            "rss_growth_bytes": row.get("rss_growth_bytes"),
+            "load_s": row.get("load_s"),
+            "first_call_s": row.get("first_call_s"),
+            "uri": row.get("uri"),
+        }
+        for key in ("p50", "p99"):
+            low, high = intervals.get(f"{key}_ms") or (None, None)
+            values[f"{key}_ci_low_ms"], values[f"{key}_ci_high_ms"] = low, high
+        for batch in batch_sizes:
+            values[f"images_per_s_batch_{batch}"] = throughput.get(str(batch))
+        for metric in metrics:
+            values[metric] = row_metric(row, metric)
+        writer.writerow({k: "" if v is None else v for k, v in values.items()})
+    return buffer.getvalue()
 
 
 def _verdict_line(report: Mapping[str, Any]) -> str:
@@ -582,25 +756,34 @@ def _verdict_line(report: Mapping[str, Any]) -> str:
     return f"Not blessed ({selection.get('state')})"
 
 
+# Columns that hold words rather than figures: left-aligned in the HTML table.
+_TEXT_COLUMNS = ("variant", "status", "covers", "stable", "format")
+
+
 def _results_table(
     report: Mapping[str, Any], detailed: bool = True
 ) -> tuple[list[str], list[list[str]]]:
     """Header and cells shared by the text, Markdown and HTML tables.
 
-    The answer comes first (latency and speedup), then faithfulness and the task
-    metrics, then throughput, size and the format.
+    The answer comes first: the variant, its speedup, p50 and p99 (with their bootstrap
+    intervals when `detailed`), throughput, the task metrics and faithfulness. Then the
+    status (a failed row's reason), what the latency covers, p90, stability, max|diff|,
+    the format and size, and the load figures.
     """
     batch_sizes = list(report.get("batch_sizes") or [])
     split = bool(report.get("split"))
     evaluation = report.get("evaluation") or {}
     metrics = list(evaluation.get("metrics") or []) if evaluation.get("labels") else []
     faithfulness = "relative_error" if evaluation.get("task") == "regression" else "agreement"
-    headers = ["variant"] + (["covers"] if split else []) + ["status", "p50 ms"]
+    headers = ["variant"]
     headers += ["speedup", "core speedup"] if split else ["speedup"]
-    headers += ["p90 ms", "p99 ms", "stable"]
+    headers += ["p50 ms"] + (["p50 95% CI"] if detailed else [])
+    headers += ["p99 ms"] + (["p99 95% CI"] if detailed else [])
+    headers += [f"img/s@{b}" for b in batch_sizes]
     headers += metrics or ["metrics"]
-    headers += ["agree" if faithfulness == "agreement" else "rel.err", "max|diff|"]
-    headers += [f"img/s@{b}" for b in batch_sizes] + ["format", "size"]
+    headers += ["agree" if faithfulness == "agreement" else "rel.err"]
+    headers += ["status"] + (["covers"] if split else []) + ["p90 ms", "stable", "max|diff|"]
+    headers += ["format", "size"]
     if detailed:
         headers += ["RSS growth (shared)", "load s", "first call s"]
     rows = []
@@ -611,28 +794,18 @@ def _results_table(
             status = f"{status}: {row.get('failure_reason') or 'no reason given'}"
         name = row["name"] + (" (baseline)" if row["name"] == report["baseline_name"] else "")
         candidate = row.get("covers") not in (COVERS_HARNESS, COVERS_PREPROCESSING)
+        intervals = row.get("latency_ci") or {}
         cells = [name if detailed else row["name"]]
-        if split:
-            cells.append(row.get("covers") or "")
-        cells += [status, _fmt(summary and summary["p50_ms"])]
         speedup = _fmt_ratio(row.get("speedup_vs_baseline_p50"))
         if speedup and row.get("end_to_end_estimated"):
             speedup = "~" + speedup
         cells.append(speedup)
         if split:
             cells.append(_fmt_ratio(row.get("core_speedup_p50")))
-        cells += [
-            _fmt(summary and summary["p90_ms"]),
-            _fmt(summary and summary["p99_ms"]),
-            _stable_text(row),
-        ]
-        if metrics:
-            cells += [_fmt_metric(m, row_metric(row, m)) if candidate else "" for m in metrics]
-        else:
-            cells.append("no labels" if candidate and row["status"] == "ok" else "")
-        value = row.get(faithfulness)
-        cells.append(_fmt_fraction(value) if faithfulness == "agreement" else _fmt_sci(value))
-        cells.append(_fmt_sci(row.get("max_abs_diff")))
+        for key in ("p50_ms", "p99_ms"):
+            cells.append(_fmt(summary and summary[key]))
+            if detailed:
+                cells.append(_fmt_interval(intervals.get(key)))
         throughput = row.get("throughput_images_per_s") or {}
         stable = row.get("throughput_stable") or {}
         starved = row.get("throughput_contaminated") or {}
@@ -643,15 +816,36 @@ def _results_table(
             elif stable.get(str(batch)) is False:
                 text += " (unstable)" if detailed else "?"
             cells.append(text)
-        cells += [row.get("format") or "", _fmt_bytes(row.get("size_bytes"))]
+        if metrics:
+            cells += [_fmt_metric(m, row_metric(row, m)) if candidate else "" for m in metrics]
+        else:
+            cells.append("no labels" if candidate and row["status"] == "ok" else "")
+        value = row.get(faithfulness)
+        cells.append(_fmt_fraction(value) if faithfulness == "agreement" else _fmt_sci(value))
+        cells.append(status)
+        if split:
+            cells.append(row.get("covers") or "")
+        cells += [
+            _fmt(summary and summary["p90_ms"]),
+            _stable_text(row),
+            _fmt_sci(row.get("max_abs_diff")),
+            row.get("format") or "",
+            format_bytes(row.get("size_bytes")),
+        ]
         if detailed:
             cells += [
-                _fmt_bytes(row.get("rss_growth_bytes")),
+                format_bytes(row.get("rss_growth_bytes")),
                 _fmt(row.get("load_s")),
                 _fmt(row.get("first_call_s")),
             ]
         rows.append(cells)
     return headers, rows
+
+
+def _fmt_interval(interval: Sequence[float] | None) -> str:
+    if not interval:
+        return ""
+    return f"{_fmt(interval[0])}-{_fmt(interval[1])}"
 
 
 def _fmt_metric(metric: str, value: float | None) -> str:
@@ -716,13 +910,29 @@ def _fingerprint_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------- svg
 
 
+_LABEL_WIDTH = 24  # px a "p50" label needs at font-size 10
+
+
+def histogram_bins(samples: np.ndarray, span: float) -> int:
+    """Bins for one variant's histogram: the Freedman-Diaconis width (2 IQR / n^(1/3)),
+    which follows the variant's own spread, so a 0.04 ms variant gets as real a
+    distribution as a 40 ms one; 8 to 60 bins."""
+    if samples.size < 2 or span <= 0:
+        return 8
+    q75, q25 = np.percentile(samples, [75, 25])
+    width = 2 * (q75 - q25) / samples.size ** (1 / 3)
+    if width <= 0:  # Most calls took the same time (a coarse clock): sqrt(n) bins.
+        return int(min(60, max(8, math.sqrt(samples.size))))
+    return int(min(60, max(8, math.ceil(span / width))))
+
+
 def _distribution_svg(row: Mapping[str, Any], color: str) -> str:
     """A histogram of one variant's samples with p50/p90/p99 lines (summary-only: markers)."""
     summary = _summary(row)
     assert summary is not None
     samples = np.asarray((row.get("latency") or {}).get("samples_ms") or [], dtype=np.float64)
-    width, height = 380, 180
-    left, right, top, bottom = 40, 12, 36, 34
+    width, height = 380, 196
+    left, right, top, bottom = 40, 12, 50, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     low = float(samples.min()) if samples.size else summary["min_ms"]
     # Clip the long tail so one stall does not squash the histogram into one bar.
@@ -744,7 +954,7 @@ def _distribution_svg(row: Mapping[str, Any], color: str) -> str:
     ]
     clipped = 0
     if samples.size:
-        bins = int(min(40, max(8, math.sqrt(samples.size))))
+        bins = histogram_bins(samples[samples <= high], high - low)
         clipped = int(np.sum(samples > high))
         counts, edges = np.histogram(np.clip(samples, low, high), bins=bins, range=(low, high))
         peak = max(int(counts.max()), 1)
@@ -761,20 +971,27 @@ def _distribution_svg(row: Mapping[str, Any], color: str) -> str:
         parts.append(
             f'<text x="{left - 4}" y="{top + 8}" font-size="10" text-anchor="end">{peak}</text>'
         )
-    previous_label_x, previous_label_y = -math.inf, top - 3
+    placed: list[tuple[float, int]] = []  # (x, level) of the labels so far
     for key, dash in (("p50_ms", ""), ("p90_ms", "5,3"), ("p99_ms", "2,2")):
         x = x_of(summary[key])
         parts.append(
             f'<line class="{key[:3]}" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
             f'stroke="#222" stroke-width="1.3" stroke-dasharray="{dash}"/>'
         )
-        # Close percentiles would print their labels on top of each other: stagger them.
-        label_y = top - 3
-        if x - previous_label_x < 24 and previous_label_y == top - 3:
-            label_y = top - 13
-        previous_label_x, previous_label_y = x, label_y
+        # Close percentiles would print their labels on top of each other: each goes on
+        # the lowest of three rows where no earlier label is within a label's width.
+        level = next(
+            (
+                n
+                for n in range(3)
+                if all(abs(x - other) >= _LABEL_WIDTH or lv != n for other, lv in placed)
+            ),
+            2,
+        )
+        placed.append((x, level))
         parts.append(
-            f'<text x="{x:.1f}" y="{label_y}" font-size="10" text-anchor="middle">{key[:3]}</text>'
+            f'<text class="label-{key[:3]}" x="{x:.1f}" y="{top - 3 - 11 * level}" '
+            f'font-size="10" text-anchor="middle">{key[:3]}</text>'
         )
     axis_y = top + plot_h
     parts.append(
@@ -1110,17 +1327,6 @@ def _fmt_fraction(value: float | None) -> str:
 
 def _fmt_sci(value: float | None) -> str:
     return "" if value is None else f"{value:.2e}"
-
-
-def _fmt_bytes(value: int | None) -> str:
-    if value is None:
-        return ""
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
 
 
 def _md_escape(value: Any) -> str:

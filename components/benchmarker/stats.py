@@ -87,6 +87,44 @@ def summarize_latencies(samples_ms: Sequence[float]) -> LatencySummary:
     )
 
 
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_CONFIDENCE = 0.95
+
+
+def bootstrap_percentile_ci(
+    samples_ms: Sequence[float],
+    percentiles: Sequence[float] = (50, 99),
+    block_calls: int = 1,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = BOOTSTRAP_CONFIDENCE,
+    seed: int = 0,
+) -> dict[float, tuple[float, float]]:
+    """Percentile-bootstrap confidence intervals of latency percentiles.
+
+    A moving-block bootstrap: consecutive calls share caches, frequency and neighbours, so
+    calls are resampled in runs of `block_calls` (the timing window's size) rather than one
+    by one, which would understate the spread. A fixed seed makes a report reproducible.
+    {percentile: (low, high)}; a single sample gives a zero-width interval.
+    """
+    values = np.asarray(samples_ms, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("bootstrap_percentile_ci needs at least one sample; got none.")
+    block = int(max(1, min(block_calls, values.size)))
+    starts_available = values.size - block + 1
+    blocks_per_resample = math.ceil(values.size / block)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, starts_available, size=(resamples, blocks_per_resample))
+    index = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(resamples, -1)
+    resampled = values[index[:, : values.size]]
+    estimates = np.percentile(resampled, list(percentiles), axis=1, method=PERCENTILE_METHOD)
+    tail = (1 - confidence) / 2 * 100
+    result = {}
+    for percentile, row in zip(percentiles, estimates, strict=True):
+        low, high = np.percentile(row, [tail, 100 - tail])
+        result[percentile] = (float(low), float(high))
+    return result
+
+
 @dataclasses.dataclass(frozen=True)
 class StabilityCriterion:
     """When a variant's latency counts as settled, and how long to try.

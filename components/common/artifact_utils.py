@@ -15,19 +15,6 @@ STATUS_FAILED = "failed"
 STATUS_SKIPPED = "skipped"
 
 
-def directory_size_bytes(uri: str) -> int:
-    """Total size of the files under `uri` (recursively), through gfile."""
-    import tensorflow as tf
-
-    if not tf.io.gfile.isdir(uri):
-        return tf.io.gfile.stat(uri).length if tf.io.gfile.exists(uri) else 0
-    total = 0
-    for root, _, files in tf.io.gfile.walk(uri):
-        for name in files:
-            total += tf.io.gfile.stat(os.path.join(root, name)).length
-    return total
-
-
 def single_artifact(artifacts: list[Artifact], key: str) -> Artifact:
     """The one artifact of an input/output key; TFX passes lists even for singletons."""
     if len(artifacts) != 1:

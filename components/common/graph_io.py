@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 GRAPH_FILENAME = "graph.pb"
+# The servable copy of an optimized graph, beside `graph.pb` (InferenceOptimizer).
+SERVABLE_SAVED_MODEL_DIRNAME = "saved_model"
 
 
 def save_graph_def(graph_def: tf.compat.v1.GraphDef, directory: str) -> str:

@@ -46,7 +46,7 @@ def cap_for_child(budget_bytes: int | None) -> int | None:
 
 
 def exceeded_message(what: str, resident_bytes: int, cap_bytes: int) -> str:
-    from components.common.memory_watch import format_bytes
+    from components.common.sizes import format_bytes
 
     return (
         f"{what} reached {format_bytes(resident_bytes)} of resident memory, past its cap of "

@@ -65,12 +65,6 @@ def process_rss_bytes(pid: int | str) -> int | None:
         return None
 
 
-def format_bytes(value: int) -> str:
-    if value >= 1 << 30:
-        return f"{value / (1 << 30):.2f} GiB"
-    return f"{value / (1 << 20):.0f} MiB"
-
-
 def largest_child_peak_bytes() -> int:
     return _LARGEST_CHILD_PEAK[0]
 

@@ -106,11 +106,18 @@ def produce_variant(
     except Exception as error:  # The tool cannot take this model: a failed variant.
         record_failed_variant(output, variant_name=job.variant_name, mode=job.mode, error=error)
         return
+    from components.runtimes import model_size_bytes
+
+    # The one size (sizes.py): what the variant's runtime loads, as the Benchmarker counts
+    # it. A producer's own figure (one model file of several) is kept when it differs.
+    published = model_size_bytes(output.uri, model_format)
+    if size_bytes != published:
+        properties = {**properties, "model_file_bytes": size_bytes}
     set_variant_properties(
         output,
         variant_name=job.variant_name,
         model_format=model_format,
-        size_bytes=size_bytes,
+        size_bytes=published,
         extra={"mode": job.mode, **calibration_facts, **properties, **peak.properties()},
     )
 

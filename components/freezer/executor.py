@@ -9,7 +9,6 @@ from tfx.dsl.components.base import base_executor
 from tfx.types.artifact import Artifact
 
 from components.common.artifact_utils import (
-    directory_size_bytes,
     set_variant_properties,
     single_artifact,
 )
@@ -17,6 +16,7 @@ from components.common.executor_output import executor_output, records_user_erro
 from components.common.graph_io import op_histogram
 from components.common.memory_watch import release_memory, watch_peak_rss
 from components.freezer.model_forms import ModelSelection, freeze_model, resolve_model
+from components.runtimes import model_size_bytes
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
 VARIANT_NAME = "frozen_graph"
@@ -68,7 +68,7 @@ class Executor(base_executor.BaseExecutor):
             frozen_graph,
             variant_name=VARIANT_NAME,
             model_format=FORMAT_GRAPHDEF,
-            size_bytes=directory_size_bytes(frozen_graph.uri),
+            size_bytes=model_size_bytes(frozen_graph.uri, FORMAT_GRAPHDEF),
             extra={
                 "node_count": len(frozen.graph_def.node),
                 "op_histogram": op_histogram(frozen.graph_def),

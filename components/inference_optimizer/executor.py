@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from tfx.dsl.components.base import base_executor
 from tfx.types.artifact import Artifact
 
-from components.common.artifact_utils import directory_size_bytes, single_artifact
+from components.common.artifact_utils import single_artifact
 from components.common.executor_output import records_user_errors
-from components.common.graph_io import GRAPH_FILENAME, load_graph_def
+from components.common.graph_io import load_graph_def
 from components.common.signature import GraphSignature
 from components.common.variant_production import Produced, VariantJob, produce_variant
 from components.inference_optimizer.modes import DEFAULT_MODE, MODES, PRODUCER, transforms_for
 from components.inference_optimizer.optimizer import optimize_graph, write_optimized_graph
+from components.runtimes import model_size_bytes
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 
 
@@ -29,10 +29,9 @@ def optimize(graph_uri: str, calibration: Any, output_uri: str, exec_properties:
     write_optimized_graph(result, signature, output_uri)
     fusions = next((e["details"] for e in result.transform_log if e["transform"] == "fuse_ops"), {})
     # The variant is graph.pb; the SavedModel beside it is a servable copy of it.
-    size = directory_size_bytes(os.path.join(output_uri, GRAPH_FILENAME))
     return (
         FORMAT_GRAPHDEF,
-        size,
+        model_size_bytes(output_uri, FORMAT_GRAPHDEF),
         {
             "transforms": result.transforms,
             "node_count_before": result.node_count_before,

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from components.common.errors import UserInputError
-from components.common.graph_io import op_histogram, save_graph_def
+from components.common.graph_io import SERVABLE_SAVED_MODEL_DIRNAME, op_histogram, save_graph_def
 from components.common.signature import GraphSignature
 
 # Importing the module registers the transforms.
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 TRANSFORM_LOG_FILENAME = "transform_log.json"
-SAVED_MODEL_DIRNAME = "saved_model"
+SAVED_MODEL_DIRNAME = SERVABLE_SAVED_MODEL_DIRNAME
 
 
 @dataclasses.dataclass

@@ -74,6 +74,17 @@ def backend_for(model_format: str) -> Backend:
         ) from None
 
 
+def model_size_bytes(uri: str, model_format: str) -> int:
+    """A variant's size as its runtime counts it (Backend.model_bytes); the one size the
+    producers publish to MLMD and the Benchmarker reports. A format no runtime loads (a
+    failed or skipped variant) counts every file."""
+    from components.common.sizes import directory_size_bytes
+
+    _load_runtime_modules()
+    backend = registered_backends().get(model_format)
+    return backend.model_bytes(uri) if backend is not None else directory_size_bytes(uri)
+
+
 def known_formats() -> list[str]:
     _load_runtime_modules()
     return sorted(registered_backends())

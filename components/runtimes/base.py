@@ -83,6 +83,14 @@ class Backend(abc.ABC):
     # sets its own from the report's `rss_growth_bytes` on MobileNetV2 and ResNet50.
     memory_per_artifact_byte: float = 4.0
 
+    def model_bytes(self, uri: str) -> int:
+        """The variant's size: the bytes of the files this runtime loads from `uri` (every
+        file, unless a format keeps others beside its model). The one size the report,
+        MLMD and the memory guard use (components/common/sizes.py)."""
+        from components.common.sizes import directory_size_bytes
+
+        return directory_size_bytes(uri)
+
     @abc.abstractmethod
     def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
         """Loads the variant stored at `uri` (an artifact URI)."""

@@ -16,6 +16,25 @@ class GraphDefBackend(Backend):
     # Importing the GraphDef and its constants: 15-16x measured.
     memory_per_artifact_byte = 18.0
 
+    def model_bytes(self, uri: str) -> int:
+        """Every file but the servable SavedModel the InferenceOptimizer writes beside
+        `graph.pb` and a split signature's preprocessing: neither is loaded here."""
+        import os
+
+        import tensorflow as tf
+
+        from components.common.graph_io import SERVABLE_SAVED_MODEL_DIRNAME
+        from components.common.preprocessing import PREPROCESSING_DIRNAME
+        from components.common.sizes import directory_size_bytes
+
+        if not tf.io.gfile.isdir(uri):
+            return directory_size_bytes(uri)
+        return sum(
+            directory_size_bytes(os.path.join(uri, name))
+            for name in tf.io.gfile.listdir(uri)
+            if name.rstrip("/") not in (SERVABLE_SAVED_MODEL_DIRNAME, PREPROCESSING_DIRNAME)
+        )
+
     def load(self, uri: str, settings: ThreadSettings, device: str) -> LoadedVariant:
         import tensorflow as tf
 

@@ -10,11 +10,12 @@ from typing import Any
 from tfx.dsl.components.base import base_executor
 from tfx.types.artifact import Artifact
 
-from components.common.artifact_utils import directory_size_bytes, single_artifact
+from components.common.artifact_utils import single_artifact
 from components.common.executor_output import records_user_errors
 from components.common.graph_io import load_graph_def
 from components.common.signature import GraphSignature
 from components.common.variant_production import Produced, VariantJob, produce_variant
+from components.runtimes import model_size_bytes
 from components.runtimes.xla_aot import FORMAT_XLA_AOT
 from components.runtimes.xla_jit import FORMAT_XLA_JIT
 from components.xla_compiler.modes import MODES
@@ -109,7 +110,7 @@ def compile_graph(
     )
     return (
         model_format,
-        directory_size_bytes(output_uri),
+        model_size_bytes(output_uri, model_format),
         {"hardware_requirements": ["xla"], **properties},
     )
 

@@ -14,9 +14,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from components.common.sizes import format_bytes
 from pipelines.lineage.queries import ArtifactNode, ExecutionNode, LineageGraph, RunGraph
 from pipelines.lineage.render import (
-    format_bytes,
     format_duration,
     format_number,
     format_value,

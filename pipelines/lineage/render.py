@@ -8,6 +8,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from components.benchmarker.fingerprint import machine_text
+from components.common.sizes import format_bytes
 from pipelines.execution_owner import ABANDONED, describe_owner
 from pipelines.lineage.queries import (
     ArtifactNode,
@@ -178,43 +180,6 @@ def _execution_block(
         if machine:
             lines += _wrapped(f"{'':23}machine: ", machine.split("; "))
     return lines
-
-
-def machine_text(properties: dict[str, Any]) -> str:
-    """A BenchmarkReport's hardware and runtime versions in one line, from its MLMD
-    properties (components/benchmarker/report.py: hardware_properties); "" if none."""
-    if "hardware_cpu_model" not in properties:
-        return ""
-    cores = properties.get("hardware_usable_cores")
-    logical = properties.get("hardware_logical_cores")
-    parts = [
-        f"{properties['hardware_cpu_model']}, {cores} of {logical} cores"
-        if cores is not None and logical is not None
-        else str(properties["hardware_cpu_model"])
-    ]
-    flags = [
-        key.removeprefix("hardware_")
-        for key, value in properties.items()
-        if key.startswith(("hardware_avx", "hardware_amx")) and value == 1
-    ]
-    has_amx = any(flag.startswith("amx") for flag in flags)
-    parts.append(f"flags: {' '.join(flags) or 'none of interest'}{'' if has_amx else ' (no AMX)'}")
-    if properties.get("hardware_gpu_count"):
-        memory = properties.get("hardware_gpu_memory_mib")
-        parts.append(
-            f"GPU: {properties['hardware_gpu_count']} x {properties.get('hardware_gpu_model')}"
-            + (f", {memory} MiB each" if memory else "")
-        )
-    else:
-        parts.append("no GPU")
-    versions = [
-        f"{key.removeprefix('version_')} {value}"
-        for key, value in properties.items()
-        if key.startswith("version_")
-    ]
-    if versions:
-        parts.append(", ".join(versions))
-    return "; ".join(parts)
 
 
 def _artifact_title(artifact: ArtifactNode) -> str:
@@ -444,15 +409,6 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
-
-
-def format_bytes(value: int) -> str:
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
 
 
 def _clock(iso: str) -> str:

@@ -189,7 +189,7 @@ def test_variants_are_timed_in_groups_that_fit_and_one_that_cannot_fit_fails(
     """A budget for the baseline and one graph at a time: the two graphs are timed in
     two groups, released in between; a graph too large for the budget is a failed row."""
     from components.benchmarker.memory import estimate_load_bytes
-    from components.common.artifact_utils import directory_size_bytes
+    from components.common.sizes import directory_size_bytes
     from components.runtimes import backend_for
 
     def need(model_format, uri):

@@ -43,6 +43,6 @@ def test_a_refusal_says_what_was_needed_what_was_left_and_what_to_do():
     reason = memory.refusal(
         "huge", 180 << 20, 10 << 20, 18.0, 100 << 20, "the container's memory limit"
     )
-    assert "huge would need about 180 MiB" in reason
-    assert "100 MiB" in reason and "the container's memory limit" in reason
+    assert "huge would need about 180.0 MiB" in reason
+    assert "100.0 MiB" in reason and "the container's memory limit" in reason
     assert "--variants" in reason

@@ -7,9 +7,11 @@ report holds exactly what a run would produce, and the numbers are known.
 from __future__ import annotations
 
 import datetime
+import html
 import html.parser
 import json
 import math
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -232,7 +234,7 @@ def parse(page: str) -> ElementCollector:
 def test_build_report_is_strict_json_with_schema_version(report):
     text = json.dumps(report, allow_nan=False)
 
-    assert json.loads(text)["schema_version"] == REPORT_SCHEMA_VERSION == "2.0"
+    assert json.loads(text)["schema_version"] == REPORT_SCHEMA_VERSION == "2.1"
     assert report["started_at"] == "2026-11-22T03:00:00+00:00"
     assert report["duration_s"] == 95.0
     assert report["batch_sizes"] == [1, 8, 32]
@@ -286,8 +288,15 @@ def test_render_html_is_self_contained_with_table_charts_and_fingerprint(report)
     rows = dom.find("tr", **{"data-variant": "tflite_fp32"})
     assert len(rows) == 1 and "winner" in rows[0]["class"].split()
     assert len([a for t, a in dom.elements if t == "tr" and "data-variant" in a]) == 5
-    for header in ("p50 ms", "speedup", "p99 ms", "stable", "img/s@32", "top1", "agree", "size"):
-        assert f"<th>{header}</th>" in page
+    # The answer's columns first: variant, speedup, p50, p99, throughput, metric,
+    # faithfulness; then the rest.
+    table = page[page.index('<table id="results">') : page.index("</thead>")]
+    headers = re.findall(r"<th(?: class=text)?>(.*?)</th>", table)
+    assert headers[:8] == [
+        "variant", "speedup", "p50 ms", "p50 95% CI", "p99 ms", "p99 95% CI", "img/s@1", "img/s@8"
+    ]  # fmt: skip
+    assert headers.index("top1") < headers.index("agree") < headers.index("status")
+    assert headers.index("status") < headers.index("stable") < headers.index("size")
     # One latency distribution per variant that ran, each with bars and p50/p90/p99 lines.
     distributions = dom.find("svg", class_="latency-distribution")
     assert sorted(d["data-variant"] for d in distributions) == sorted(
@@ -336,8 +345,8 @@ def test_render_markdown_has_verdict_table_and_machine(report):
     markdown = render_markdown(report)
 
     assert "**Blessed: tflite_fp32**" in markdown
-    assert "| variant | status | p50 ms | speedup |" in markdown
-    assert "| frozen_graph (baseline) | ok |" in markdown
+    assert "| variant | speedup | p50 ms | p50 95% CI | p99 ms |" in markdown
+    assert "| frozen_graph (baseline) | 1.00x |" in markdown
     assert "unsupported op &lt;Einsum> \\| retry" in markdown  # Pipes and tags escaped.
     assert "- `tflite_int8`: excluded: disagrees with baseline" in markdown
     assert "| cpu_model | AMD EPYC &lt;test> & co |" in markdown
@@ -357,10 +366,10 @@ def test_render_text_table_aligns_columns_and_marks_the_winner(report):
     assert "Blessed: tflite_fp32" in lines
 
 
-def test_write_report_writes_three_files_that_read_back(report, tmp_path):
+def test_write_report_writes_four_files_that_read_back(report, tmp_path):
     paths = write_report(report, str(tmp_path / "benchmark"))
 
-    assert sorted(paths) == ["report.html", "report.json", "report.md"]
+    assert sorted(paths) == ["report.csv", "report.html", "report.json", "report.md"]
     assert read_report(str(tmp_path / "benchmark")) == report
     rows = [VariantResult.from_json(row) for row in read_report(paths["report.json"])["variants"]]
     assert rows[1].latency.summary.p50_ms == report["variants"][1]["latency"]["summary"]["p50_ms"]
@@ -378,7 +387,7 @@ def test_report_custom_properties_name_the_winner_and_per_variant_numbers(report
     properties = report_custom_properties(report)
 
     assert properties["winner"] == "tflite_fp32" and properties["blessed"] == 1
-    assert properties["schema_version"] == "2.0"
+    assert properties["schema_version"] == "2.1"
     assert properties["baseline_p50_ms"] == properties["frozen_graph.p50_ms"]
     assert properties["tflite_fp32.speedup_p50"] > 5
     assert "xla_aot.p50_ms" not in properties
@@ -448,3 +457,86 @@ def test_the_report_says_what_every_input_was_fed_and_what_gated_the_blessing(
     assert "calibration: split 'train'" in markdown
     assert "gate: top1 drop at most 1.00 points" in markdown
     assert "decoded and resized to 32x32" in render_html(report)
+
+
+def test_the_first_screen_answers_with_the_blessing_drop_inputs_and_machine(report):
+    from components.benchmarker.report import answer_lines
+
+    answer = answer_lines(report)
+    assert list(answer) == ["Blessed", "Metric", "Model", "Examples", "Machine"]
+    assert answer["Blessed"].startswith("tflite_fp32: ")
+    assert "x the baseline's speed" in answer["Blessed"] and "95% CI" in answer["Blessed"]
+    assert "a drop of" in answer["Metric"] and "top1" in answer["Metric"]
+    assert answer["Machine"].startswith("AMD EPYC <test> & co")
+    page = render_html(report)
+    # Before the results table, at the top of the page.
+    assert page.index('id="answer"') < page.index('id="results"')
+    assert html.escape(report["inputs"]["model_uri"]) in page[: page.index('id="results"')]
+
+
+def test_p50_and_p99_get_bootstrap_intervals_around_them(report):
+    for row in report["variants"]:
+        if not row.get("latency"):
+            continue
+        summary = row["latency"]["summary"]
+        interval = row["latency_ci"]
+        assert interval["p50_ms"][0] <= summary["p50_ms"] <= interval["p50_ms"][1]
+        assert interval["p99_ms"][0] <= summary["p99_ms"] <= interval["p99_ms"][1]
+        assert interval["confidence"] == 0.95
+
+
+def test_a_block_bootstrap_is_wider_than_a_call_by_call_one_on_drifting_calls():
+    from components.benchmarker.stats import bootstrap_percentile_ci
+
+    # Calls that drift in runs of 50 (a frequency step, a neighbour): resampling single
+    # calls mixes the runs and understates how much the median can move.
+    rng = np.random.default_rng(1)
+    calls = np.concatenate([rng.normal(level, 0.01, 50) for level in (1.0, 1.2, 0.9, 1.1)])
+    single = bootstrap_percentile_ci(calls, (50,), block_calls=1)[50]
+    blocks = bootstrap_percentile_ci(calls, (50,), block_calls=50)[50]
+    assert blocks[1] - blocks[0] > 2 * (single[1] - single[0])
+    assert bootstrap_percentile_ci([2.0], (50, 99))[50] == (2.0, 2.0)
+
+
+def test_the_csv_has_a_row_per_variant_with_raw_figures(report):
+    import csv
+    import io
+
+    from components.benchmarker.report import render_csv
+
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    assert [r["variant"] for r in rows] == [v["name"] for v in report["variants"]]
+    winner = next(r for r in rows if r["blessed"] == "True")
+    assert winner["variant"] == "tflite_fp32"
+    source = next(v for v in report["variants"] if v["name"] == "tflite_fp32")
+    assert float(winner["p50_ms"]) == source["latency"]["summary"]["p50_ms"]
+    assert float(winner["p50_ci_low_ms"]) <= float(winner["p50_ms"])
+    failed = next(r for r in rows if r["status"] == "failed")
+    assert failed["failure_reason"] and failed["p50_ms"] == ""
+    # The page offers the same document as a download.
+    assert 'download="report.csv"' in render_html(report)
+
+
+def test_histogram_bins_follow_each_variants_own_spread():
+    from components.benchmarker.report import histogram_bins
+
+    rng = np.random.default_rng(0)
+    fast = rng.normal(0.04, 0.002, 600)  # a 0.04 ms TFLite call
+    slow = fast * 1000  # the same shape at 40 ms
+    assert histogram_bins(fast, fast.max() - fast.min()) == histogram_bins(
+        slow, slow.max() - slow.min()
+    )
+    assert 8 <= histogram_bins(fast, fast.max() - fast.min()) <= 60
+
+
+def test_close_percentile_labels_go_on_separate_rows(report):
+    import copy
+
+    from components.benchmarker.report import _distribution_svg
+
+    row = copy.deepcopy(next(v for v in report["variants"] if v.get("latency")))
+    summary = row["latency"]["summary"]
+    summary["p90_ms"] = summary["p99_ms"] = summary["p50_ms"]  # all three on one spot
+    svg = _distribution_svg(row, "#1f77b4")
+    heights = re.findall(r'class="label-p\d\d" x="[^"]+" y="([^"]+)"', svg)
+    assert len(set(heights)) == 3
