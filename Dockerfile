@@ -6,12 +6,14 @@
 #   docker push REGISTRY/tfx-inference-optimizer:0.1.0
 #   inference-optimizer compile --image REGISTRY/tfx-inference-optimizer:0.1.0 ...
 #
-# GPU-capable through a CUDA base image. TF 2.16.2's pip wheel is built against CUDA 12.3
-# and cuDNN 8.9 (TF's tested build configurations), so the base is the CUDA 12.3 runtime and
-# cuDNN 8.9 comes from NVIDIA's apt repository, which that base image already configures.
-# (The image's default cuDNN 9 tag would leave TF unable to load libcudnn.so.8: no GPU.)
-# On a node without a GPU the same image runs everything on the CPU.
-FROM nvidia/cuda:12.3.2-runtime-ubuntu22.04
+# GPU-capable through TF's own supported route: requirements-gpu.lock adds the
+# `tensorflow[and-cuda]` wheels (CUDA 12.3 runtime, cuDNN 8.9.7, cuBLAS, ..., and ptxas in
+# nvidia-cuda-nvcc-cu12 for XLA's GPU JIT), pinned like every other dependency, so the
+# base is plain Ubuntu and the node's NVIDIA container runtime supplies only the driver.
+# scripts/check-image-install.sh checks that the lock resolves and that its CUDA and cuDNN
+# are what tf.sysconfig.get_build_info() names. On a node without a GPU the same image
+# runs everything on the CPU.
+FROM ubuntu:22.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -19,25 +21,21 @@ ENV DEBIAN_FRONTEND=noninteractive \
     TF_CPP_MIN_LOG_LEVEL=2
 
 # - python3.10 (+venv): the only Python tfx 1.16 supports, and Ubuntu 22.04's own;
-# - libcudnn8 8.9 for CUDA 12: what TF 2.16 links against;
-# - cuda-nvcc-12-3: ptxas, which XLA's GPU JIT needs to compile kernels;
 # - g++, cmake, make: build the XLA AOT runtime library (XlaCompiler, mode aot).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         python3.10 python3.10-venv python3-pip ca-certificates \
-        libcudnn8=8.9.7.29-1+cuda12.2 cuda-nvcc-12-3 \
         g++ cmake make \
-    && apt-mark hold libcudnn8 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/tfx-inference-optimizer
 # Dependencies first, through the one install path and the one lock, so editing the code
 # does not invalidate this (3 GB) layer.
-COPY requirements.lock setup.py README.md ./
+COPY requirements.lock requirements-gpu.lock setup.py README.md ./
 COPY scripts/install-env.sh scripts/install-env.sh
 COPY components/version.py components/version.py
 RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 INSTALL_PROJECT=0 \
-        bash scripts/install-env.sh
+        LOCK=requirements-gpu.lock bash scripts/install-env.sh
 
 # The project itself, installed (not editable) into the same environment: the compiled
 # pipeline imports executors (components.benchmarker.executor.Executor) and artifact types
@@ -45,7 +43,8 @@ RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 INSTALL_PROJECT=0 \
 COPY components/ components/
 COPY system/ system/
 COPY pipelines/ pipelines/
-RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 bash scripts/install-env.sh
+RUN VENV=/opt/venv PYTHON=python3.10 INSTALL_EDITABLE=0 LOCK=requirements-gpu.lock \
+        bash scripts/install-env.sh
 ENV PATH=/opt/venv/bin:$PATH
 
 # The embedded default (digits CNN and its eval Examples, trained in seconds on CPU), so

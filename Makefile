@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 LINT_PATHS := setup.py components pipelines system tests $(wildcard benchmarks)
 
-.PHONY: demo test env lint format lock clean benchmark benchmark-big
+.PHONY: demo test env lint format lock lock-gpu clean benchmark benchmark-big
 
 env:
 	@bash scripts/install-env.sh
@@ -31,6 +31,12 @@ format: env
 lock: env
 	$(VENV)/bin/uv pip compile setup.py --extra dev --extra openvino --extra onnx --python-version 3.10 \
 		--python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+# The GPU image's lock: the same pins plus tensorflow[and-cuda]'s CUDA/cuDNN wheels.
+lock-gpu: env
+	$(VENV)/bin/uv pip compile setup.py --extra openvino --extra onnx --extra gpu \
+		--constraint requirements.lock --python-version 3.10 \
+		--python-platform x86_64-manylinux_2_28 -o requirements-gpu.lock
 
 clean:
 	rm -rf runs .pytest_cache

@@ -54,6 +54,9 @@ setup(
         # newest that resolve beside tfx 1.16's protobuf 3.20 (shared/KNOWLEDGE.md).
         "openvino": ["openvino>=2026.4,<2026.5", "nncf>=3.4,<3.5"],
         "onnx": ["onnxruntime>=1.23,<1.24", "tf2onnx>=1.17,<1.18", "onnx>=1.17,<1.18"],
+        # The GPU image: CUDA and cuDNN from NVIDIA's wheels, TF's supported route
+        # (requirements-gpu.lock; scripts/check-image-install.sh checks the versions).
+        "gpu": ["tensorflow[and-cuda]==2.16.2"],
         "dev": [
             "pytest>=8,<9",
             "ruff>=0.6",

@@ -11,10 +11,8 @@ they cannot check: the CUDA/cuDNN layers, apt packages, and the dependency layer
 from __future__ import annotations
 
 import fnmatch
-import importlib.metadata
 import os
 import pathlib
-import re
 import shlex
 import shutil
 import subprocess
@@ -121,26 +119,36 @@ def test_dockerfile_installs_through_the_shared_script_and_lock():
     assert not any("pip install" in r for r in runs)  # No second install path.
 
 
-def _tensorflow_cuda_pins() -> dict[str, str]:
-    """The CUDA wheels TF's `and-cuda` extra pins: the versions this TF was built against."""
-    pins = {}
-    for requirement in importlib.metadata.requires("tensorflow") or []:
-        match = re.match(r"(nvidia-[a-z-]+-cu12) *==([0-9.]+) *; *extra == .and-cuda.", requirement)
-        if match:
-            pins[match.group(1)] = match.group(2)
-    return pins
-
-
-def test_dockerfile_cuda_and_cudnn_match_the_locked_tensorflow():
-    pins = _tensorflow_cuda_pins()
+def test_the_image_gets_cuda_and_cudnn_from_the_gpu_lock_not_apt():
     instructions = _dockerfile_instructions()
+    runs = [args for name, args in instructions if name == "RUN"]
+    install_runs = [r for r in runs if "scripts/install-env.sh" in r]
     base = next(args for name, args in instructions if name == "FROM")
-    apt = " ".join(args for name, args in instructions if name == "RUN" and "apt-get" in args)
-    cuda = ".".join(pins["nvidia-cuda-runtime-cu12"].split(".")[:2])  # 12.3
-    cudnn = pins["nvidia-cudnn-cu12"]  # 8.9.7.29
 
-    assert base.startswith(f"nvidia/cuda:{cuda}.")
-    assert f"libcudnn{cudnn.split('.')[0]}={cudnn}-" in apt
+    assert all("LOCK=requirements-gpu.lock" in r for r in install_runs)
+    assert not base.startswith("nvidia/cuda")  # The wheels bring CUDA; the node, the driver.
+    apt = " ".join(r for r in runs if "apt-get" in r)
+    assert "libcudnn" not in apt and "cuda-" not in apt
+
+
+def test_the_gpu_lock_pins_the_cuda_and_cudnn_this_tensorflow_was_built_for():
+    """The real lock against the installed TF's build info and its and-cuda extra."""
+    import tensorflow as tf
+
+    from pipelines.kubeflow import gpu_lock
+
+    gpu_pins = gpu_lock.read_pins((REPO / "requirements-gpu.lock").read_text())
+    cpu_pins = gpu_lock.read_pins((REPO / "requirements.lock").read_text())
+    and_cuda = gpu_lock.and_cuda_requirements()
+    build = tf.sysconfig.get_build_info()
+    assert len([n for n in gpu_pins if n.startswith("nvidia-")]) == len(and_cuda) == 12
+    assert gpu_lock.check_gpu_lock(gpu_pins, cpu_pins, build, and_cuda) == []
+    # And the check can fail: a cuDNN 9 wheel beside a TF built for cuDNN 8.
+    wrong = {**gpu_pins, "nvidia-cudnn-cu12": "9.1.0.70"}
+    problems = gpu_lock.check_gpu_lock(wrong, cpu_pins, build, and_cuda)
+    assert any("cuDNN 8" in p for p in problems)
+    drifted = {**gpu_pins, "numpy": "2.0.0"}
+    assert any("numpy" in p for p in gpu_lock.check_gpu_lock(drifted, cpu_pins, build, and_cuda))
 
 
 def test_dockerfile_runs_as_non_root():
