@@ -157,13 +157,16 @@ def latency_confidence_intervals(variant: VariantResult) -> dict[str, Any] | Non
     if latency is None or not latency.samples_ms:
         return None
     calls = latency.samples_ms[-latency.summary.count :]
-    intervals = stats.bootstrap_percentile_ci(calls, (50, 99), block_calls=latency.window_size)
+    block = max(1, min(latency.window_size, len(calls)))
+    if len(calls) < stats.MIN_BOOTSTRAP_BLOCKS * block:
+        return None  # Too few windows to resample: an interval would claim false certainty.
+    intervals = stats.bootstrap_percentile_ci(calls, (50, 99), block_calls=block)
     return {
         "p50_ms": list(intervals[50]),
         "p99_ms": list(intervals[99]),
         "confidence": stats.BOOTSTRAP_CONFIDENCE,
         "resamples": stats.BOOTSTRAP_RESAMPLES,
-        "block_calls": max(1, min(latency.window_size, len(calls))),
+        "block_calls": block,
         "calls": len(calls),
     }
 
@@ -485,6 +488,16 @@ def render_html(report: Mapping[str, Any]) -> str:
     headers, rows = _results_table(report)
     winner = selection.get("winner")
     text_columns = [h in _TEXT_COLUMNS for h in headers]
+    # A failed row's reason is a paragraph: the table says "failed", the list below why.
+    status_column = headers.index("status")
+    reasons = []
+    for row, cells in zip(report["variants"], rows, strict=True):
+        if row["status"] != "ok":
+            cells[status_column] = row["status"]
+            reasons.append(
+                f"<li><code>{html.escape(row['name'])}</code> {html.escape(row['status'])}: "
+                f"{html.escape(row.get('failure_reason') or 'no reason given')}</li>"
+            )
     table = ['<div class="scroll"><table id="results"><thead><tr>']
     table += [
         f"<th{' class=text' if text else ''}>{html.escape(h)}</th>"
@@ -549,6 +562,7 @@ def render_html(report: Mapping[str, Any]) -> str:
 <section id="results-section">
 <h2>Results</h2>
 {"".join(table)}
+{f'<ul id="not-measured">{"".join(reasons)}</ul>' if reasons else ""}
 <p class="note">{html.escape(" ".join(_explanations(report)))} Latencies are per call at
 the latency batch size (ms); &gt;1 is faster; throughput is examples/s; metrics and agreement
 are fractions of the eval examples (MAE/RMSE in the label's units); max |diff| and relative
@@ -604,8 +618,7 @@ table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}
 th.text,td.text,#fingerprint td,#fingerprint th,#answer-table td,#answer-table th{text-align:left}
-td.text{white-space:normal;min-width:6em;max-width:28em}
-td:first-child{white-space:nowrap}
+#not-measured{font-size:13px;color:#555}
 .scroll{overflow-x:auto}
 #answer-table{font-size:15px}
 #answer-table td{white-space:normal}
@@ -665,10 +678,11 @@ def answer_lines(report: Mapping[str, Any]) -> dict[str, str]:
         value, base = row_metric(winner, metric), row_metric(baseline, metric)
         if drop is not None and value is not None and base is not None:
             points = metric in FRACTION_METRICS
-            drop_text = f"{100 * drop:.2f} points" if points else f"{drop:.4g}"
+            size = f"{100 * abs(drop):.2f} points" if points else f"{abs(drop):.4g}"
+            change = f"a drop of {size}" if drop > 0 else f"a gain of {size}" if drop else "no drop"
             lines["Metric"] = (
                 f"{metric} {_fmt_metric(metric, value)} against the baseline's "
-                f"{_fmt_metric(metric, base)}: a drop of {drop_text} ({_gate_text(gate)})"
+                f"{_fmt_metric(metric, base)}: {change} ({_gate_text(gate)})"
             )
     elif not metric:
         lines["Metric"] = "no labels: judged on faithfulness to the baseline only"
@@ -931,12 +945,15 @@ def _distribution_svg(row: Mapping[str, Any], color: str) -> str:
     summary = _summary(row)
     assert summary is not None
     samples = np.asarray((row.get("latency") or {}).get("samples_ms") or [], dtype=np.float64)
-    width, height = 380, 196
-    left, right, top, bottom = 40, 12, 50, 34
+    width, height = 380, 208
+    left, right, top, bottom = 40, 12, 50, 46
     plot_w, plot_h = width - left - right, height - top - bottom
     low = float(samples.min()) if samples.size else summary["min_ms"]
-    # Clip the long tail so one stall does not squash the histogram into one bar.
+    # Clip the long tail so one stall does not squash the histogram into one bar: the
+    # axis ends at p99.5, or sooner, one p50-to-p99 distance past p99 (a 0.2 ms call
+    # with a 5 ms stall keeps its own shape); the rest go in the last bin, counted.
     high = float(np.percentile(samples, 99.5)) if samples.size else summary["max_ms"]
+    high = min(high, summary["p99_ms"] + (summary["p99_ms"] - summary["p50_ms"]))
     high = max(high, summary["p99_ms"], low + 1e-9)
     span = high - low
     low, high = low - 0.02 * span, high + 0.02 * span
@@ -1004,20 +1021,19 @@ def _distribution_svg(row: Mapping[str, Any], color: str) -> str:
             f'<text x="{x:.1f}" y="{axis_y + 15}" font-size="10" text-anchor="middle">'
             f"{_fmt_tick(tick)}</text>"
         )
-    caption = f"ms per call, n={summary['count']}"
+    # Two short lines, so that no caption runs past the chart's edge.
+    details = f"n={summary['count']}"
     if samples.size and samples.size != summary["count"]:
-        caption = (
-            f"ms per call: all {samples.size} timed calls; p50/p90/p99 over the last "
-            f"{summary['count']}"
-        )
+        details = f"{samples.size} timed calls; p50/p90/p99 over the last {summary['count']}"
     if clipped:
-        caption += f", {clipped} slowest shown in the last bin"
+        details += f"; {clipped} slowest in the last bin"
     if not samples.size:
-        caption += " (summary only)"
-    parts.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" font-size="10" '
-        f'text-anchor="middle">{html.escape(caption)}</text>'
-    )
+        details += " (summary only)"
+    for line, text in enumerate(("ms per call", details)):
+        parts.append(
+            f'<text class="caption" x="{left + plot_w / 2:.1f}" y="{height - 16 + 12 * line}" '
+            f'font-size="10" text-anchor="middle">{html.escape(text)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

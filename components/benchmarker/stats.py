@@ -89,6 +89,9 @@ def summarize_latencies(samples_ms: Sequence[float]) -> LatencySummary:
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_CONFIDENCE = 0.95
+# Fewer calls than this many blocks give resamples that barely differ (three windows
+# resampled as whole blocks have 10 distinct mixes): the report then gives no interval.
+MIN_BOOTSTRAP_BLOCKS = 3
 
 
 def bootstrap_percentile_ci(

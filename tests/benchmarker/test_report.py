@@ -317,7 +317,7 @@ def test_render_html_is_self_contained_with_table_charts_and_fingerprint(report)
     assert "AMD EPYC &lt;test&gt; &amp; co" in page
     # Selection reason and failure reasons.
     assert "Blessed 'tflite_fp32'" in dom.text_by_id["selection"]
-    assert "tfcompile: unsupported op <Einsum>" in dom.text_by_id["results"]
+    assert "tfcompile: unsupported op <Einsum>" in dom.text_by_id["not-measured"]
     # Self-contained: no scripts, no external references.
     assert not dom.find("script") and not dom.find("link") and not dom.find("img")
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
@@ -466,7 +466,7 @@ def test_the_first_screen_answers_with_the_blessing_drop_inputs_and_machine(repo
     assert list(answer) == ["Blessed", "Metric", "Model", "Examples", "Machine"]
     assert answer["Blessed"].startswith("tflite_fp32: ")
     assert "x the baseline's speed" in answer["Blessed"] and "95% CI" in answer["Blessed"]
-    assert "a drop of" in answer["Metric"] and "top1" in answer["Metric"]
+    assert "no drop" in answer["Metric"] and "top1 0.9800" in answer["Metric"]
     assert answer["Machine"].startswith("AMD EPYC <test> & co")
     page = render_html(report)
     # Before the results table, at the top of the page.
@@ -540,3 +540,15 @@ def test_close_percentile_labels_go_on_separate_rows(report):
     svg = _distribution_svg(row, "#1f77b4")
     heights = re.findall(r'class="label-p\d\d" x="[^"]+" y="([^"]+)"', svg)
     assert len(set(heights)) == 3
+
+
+def test_histogram_captions_fit_their_chart(report):
+    from components.benchmarker.report import _distribution_svg
+
+    for row in report["variants"]:
+        if row["status"] == "ok" and row.get("latency"):
+            svg = _distribution_svg(row, "#1f77b4")
+            width = float(re.search(r'width="([0-9.]+)"', svg).group(1))
+            for caption in re.findall(r'class="caption"[^>]*>([^<]*)<', svg):
+                # About 5.6 px per character at font-size 10 in a sans-serif face.
+                assert len(html.unescape(caption)) * 5.6 < width, caption
