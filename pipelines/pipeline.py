@@ -11,7 +11,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from components.benchmarker.run_parameters import OBJECTIVES
 from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
 
@@ -84,17 +83,17 @@ class PipelineSettings:
     memory_budget_bytes: int | None = None
 
     def __post_init__(self) -> None:
+        from components.benchmarker.run_parameters import run_parameter_problems
         from components.common.errors import UserInputError
 
-        problems = []
-        if self.objective not in OBJECTIVES:
-            problems.append(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if not 0 <= self.max_accuracy_drop <= 1:
-            problems.append(
-                f"max_accuracy_drop is a fraction (0.01 = 1 point), got {self.max_accuracy_drop}"
-            )
-        if self.max_p99_ms < 0:
-            problems.append(f"max_p99_ms cannot be negative, got {self.max_p99_ms}")
+        # The same rules as a scheduled run's parameters (run_parameters.py).
+        _, problems = run_parameter_problems(
+            {
+                "objective": self.objective,
+                "max_accuracy_drop": self.max_accuracy_drop,
+                "max_p99_ms": self.max_p99_ms,
+            }
+        )
         if self.memory_budget_bytes is not None and self.memory_budget_bytes < 1:
             problems.append(f"memory_budget_bytes must be positive, got {self.memory_budget_bytes}")
         if self.num_calibration < 1:

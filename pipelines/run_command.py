@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 # pipelines.pipeline imports TFX only inside create_pipeline, so this stays light.
-from pipelines.pipeline import DEFAULT_PIPELINE_NAME, OBJECTIVES, PipelineSettings
+from components.benchmarker.run_parameters import OBJECTIVES
+from pipelines.pipeline import DEFAULT_PIPELINE_NAME, PipelineSettings
 
 TASK_CHOICES = ("auto", "multiclass", "binary", "regression")
 

@@ -26,6 +26,15 @@ RUN_PARAMETERS: dict[str, type] = {
 def check_run_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
     """The run parameters among `values`, converted to their types; names outside
     RUN_PARAMETERS are left alone. Raises UserInputError naming every bad value."""
+    checked, problems = run_parameter_problems(values)
+    if problems:
+        raise UserInputError("Invalid Benchmarker parameter(s): " + "; ".join(problems) + ".")
+    return checked
+
+
+def run_parameter_problems(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(the run parameters among `values`, converted; what is wrong with them): the one
+    set of range rules, which PipelineSettings also applies to its own fields."""
     problems: list[str] = []
     checked: dict[str, Any] = {}
     for name, kind in RUN_PARAMETERS.items():
@@ -47,6 +56,4 @@ def check_run_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
     budget = checked.get("time_budget_s")
     if budget is not None and not budget > 0:
         problems.append(f"time_budget_s must be more than 0 seconds, got {budget}")
-    if problems:
-        raise UserInputError("Invalid Benchmarker parameter(s): " + "; ".join(problems) + ".")
-    return checked
+    return checked, problems
