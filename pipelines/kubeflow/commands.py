@@ -323,6 +323,7 @@ def package_document(package: Any) -> dict[str, Any]:
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     return {
         "package": package.path,
+        "target": package.target,
         "pipeline_name": spec["pipelineInfo"]["name"],
         "pipeline_root": spec.get("defaultPipelineRoot"),
         "parameters": {

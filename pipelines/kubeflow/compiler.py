@@ -48,6 +48,7 @@ class CompiledPackage:
     pipeline_spec: dict[str, Any]
     platform_spec: dict[str, Any]  # {} when no executor has node selectors or tolerations
     benchmarker_executor: str  # executor label, e.g. "Benchmarker_executor"
+    target: str = "kubeflow"  # or "vertex": a PipelineJob JSON (vertex.py)
 
 
 def build_kubeflow_pipeline(settings: CompileSettings) -> Any:
@@ -266,7 +267,7 @@ def compile_package(settings: CompileSettings, output: str | None = None) -> Com
         json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())  # Before writing.
         write_pipeline_job(output, job)
         load_pipeline_job(output)  # The file as aiplatform.PipelineJob will read it.
-        return CompiledPackage(os.path.abspath(output), spec, {}, label)
+        return CompiledPackage(os.path.abspath(output), spec, {}, label, TARGET_VERTEX)
     placements = {other: settings.step_placement() for other in container_executors(spec)}
     placements[label] = settings.benchmarker_placement()
     platform = platform_spec_document(placements)

@@ -83,6 +83,11 @@ def test_the_benchmarker_asks_vertex_for_its_gpu_type_and_the_machine_types_size
         assert "accelerator" not in other, label
         assert (other["cpuLimit"], other["memoryLimit"]) == (2.0, 8.0), label
     assert vertex_package.platform_spec == {}  # No Kubernetes document for Vertex.
+    from pipelines.kubeflow.commands import package_document
+
+    document = package_document(vertex_package)
+    assert document["target"] == "vertex"
+    assert document["benchmarker_resources"]["accelerator"]["type"] == "NVIDIA_L4"
 
 
 def test_a_kubeflow_yaml_package_fails_aiplatforms_loader_and_submit_says_which_target(

@@ -11,6 +11,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from components.common.cpu_facts import host_cpu
+from components.common.sizes import directory_size_bytes
 from components.variant_kinds import select_kinds
 from pipelines import cli
 from pipelines.lineage.store import SqliteLocation
@@ -161,6 +162,25 @@ def test_report_has_a_row_per_variant_with_sane_figures(first_run):
     properties = report_artifact.custom_properties
     assert properties["frozen_graph.p50_ms"].double_value > 0
     assert properties["baseline_p50_ms"].double_value > 0
+    # One size: what each producer published to MLMD is what the report shows. The
+    # optimized graph's counts graph.pb, not the servable SavedModel written beside it.
+    published = {}
+    for artifact in store.get_artifacts():
+        name = artifact.custom_properties.get("variant_name")
+        if name is not None and "size_bytes" in artifact.custom_properties:
+            published[name.string_value] = artifact.custom_properties["size_bytes"].int_value
+    for name, size in published.items():
+        if rows.get(name, {}).get("status") == "ok":
+            assert rows[name]["size_bytes"] == size, name
+    optimized = next(
+        a
+        for a in store.get_artifacts_by_type("components.OptimizedGraph")
+        if a.custom_properties["variant_name"].string_value == "optimized_graph"
+    )
+    assert published["optimized_graph"] < directory_size_bytes(optimized.uri) * 0.75
+    # The Freezer froze in a child process (its peak is recorded), not in the pipeline's.
+    [frozen] = store.get_artifacts_by_type("components.FrozenGraph")
+    assert frozen.custom_properties["child_process_peak_rss_bytes"].int_value > 0
 
 
 def test_second_run_is_served_from_cache(first_run, embedded_default, capsys):
