@@ -6,10 +6,11 @@ sqlite) with the frozen graph as the only variant: the quickest end-to-end run t
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
@@ -126,37 +127,59 @@ def _baseline_top1(report: dict) -> float:
     return float(baseline.get("metrics", baseline).get("top1"))
 
 
+@contextlib.contextmanager
+def _small_disk(path: str, size_bytes: int):
+    """A tmpfs of `size_bytes` mounted at `path` for the block: a real full disk.
+
+    The Freezer writes in a child process, where no monkeypatch reaches, so the disk
+    really fills up. Mounting hides what `path` held and unmounting brings it back.
+    """
+    os.makedirs(path, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "full-disk-test", path],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            "the full-disk case mounts a small tmpfs, which needs root or CAP_SYS_ADMIN: "
+            + (mounted.stderr.strip() or f"mount exited {mounted.returncode}")
+        )
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", path], check=True)
+
+
 def test_a_full_disk_fails_the_writer_publishes_nothing_and_keeps_earlier_results(
-    overwritten_model_runs, tmp_path, capsys, monkeypatch
+    overwritten_model_runs, tmp_path, capsys
 ):
     model, examples, finished = overwritten_model_runs
     output = str(tmp_path / "out")
     shutil.copytree(finished, output)
     runs_before = _lineage(capsys, "--metadata", output, "runs", "--json")[1]
     reports_before = [a for a in _mlmd(output).get_artifacts_by_type("components.BenchmarkReport")]
-    written = []
+    frozen_before = _mlmd(output).get_artifacts_by_type("components.FrozenGraph")
+    graph_bytes = min(os.path.getsize(os.path.join(a.uri, "graph.pb")) for a in frozen_before)
+    frozen_graphs = os.path.join(output, PIPELINE_ROOT_DIRNAME, "Freezer", "frozen_graph")
 
-    def disk_fills_up(graph_def, directory):  # What a write into a full disk does.
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "graph.pb")
-        with open(path, "wb") as f:
-            f.write(graph_def.SerializeToString()[:100])  # Half written, then no space.
-        written.append(path)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    # Room for the folders and a quarter of the graph (one page at least): the write fails.
+    with _small_disk(frozen_graphs, max(4096, graph_bytes // 4)):
+        code, _, err = _run(capsys, model, examples, output, "--no-cache")
+        written = [os.path.join(frozen_graphs, name) for name in os.listdir(frozen_graphs)]
 
-    monkeypatch.setattr("components.common.graph_io.save_graph_def", disk_fills_up)
-    code, _, err = _run(capsys, model, examples, output, "--no-cache")
-
-    assert code == cli.EXIT_FAILED and written
-    frozen_dir = os.path.dirname(written[0])
+    assert code == cli.EXIT_FAILED, err
+    freezer = _executions(output, "Freezer")[-1]
+    frozen_dir = os.path.join(frozen_graphs, str(freezer.id))
     assert "The disk is full (ENOSPC" in err and frozen_dir in err, err
     assert f"Earlier results in {output} are intact" in err
     assert "Traceback" not in err
-    freezer = _executions(output, "Freezer")[-1]
     assert freezer.last_known_state == metadata_store_pb2.Execution.FAILED
     assert "disk is full" in freezer.custom_properties["__execution_result__"].string_value
     assert _outputs_of(output, freezer.id) == []  # Nothing of it published...
-    assert not os.path.exists(frozen_dir)  # ... nor left half-written on disk.
+    assert written == []  # ... nor left half-written on the full disk.
+    for frozen in frozen_before:  # The earlier frozen graphs are back, whole.
+        assert os.path.getsize(os.path.join(frozen.uri, "graph.pb")) >= graph_bytes
     assert not any(
         e.last_known_state == metadata_store_pb2.Execution.RUNNING
         for e in _mlmd(output).get_executions()
