@@ -156,8 +156,8 @@ class PipelineSettings:
             image=ImageDecoding(self.image_resize_method, size, self.image_scaling),
         )
 
-    def label_settings(self):  # -> components.benchmarker.tasks.LabelSettings
-        from components.benchmarker.tasks import LabelSettings
+    def label_settings(self):  # -> components.common.tasks.LabelSettings
+        from components.common.tasks import LabelSettings
 
         return LabelSettings(
             label_feature=self.label_feature,

@@ -66,13 +66,13 @@ def check_run_inputs(model_uri: str, examples_uri: str, settings: Any) -> Prefli
     """
     check_paths(model_uri, examples_uri, settings.eval_split)
 
-    from components.benchmarker.tasks import plan_evaluation
     from components.common.examples_io import read_records, resolve_calibration
     from components.common.feeds import (
         ExampleRecords,
         ModelFeeder,
         check_feature_map,
     )
+    from components.common.tasks import plan_evaluation
     from components.freezer.model_forms import (
         ModelSelection,
         mark_tf_example_inputs,

@@ -61,9 +61,9 @@ class LabelledImages:
 
 def read_labelled_images(examples_uri: str, signature, split: str = "eval") -> LabelledImages:
     """A split's images and labels, decoded the way every component feeds the model."""
-    from components.benchmarker.tasks import decode_labels
     from components.common.examples_io import read_records
     from components.common.feeds import ExampleRecords, FeedSettings, decode_inputs, plan_inputs
+    from components.common.tasks import decode_labels
 
     records = ExampleRecords(read_records(examples_uri, split), examples_uri)
     (images,) = decode_inputs(records, plan_inputs(signature.inputs, FeedSettings(), records))

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from components.benchmarker.tasks import Counts, EvaluationPlan, is_degenerate
 from components.common.examples_io import PART_ALL
+from components.common.tasks import Counts, EvaluationPlan, is_degenerate
 
 # Variants the benchmark process holds already, by (format, uri). On Beam's in-process
 # DirectRunner the DoFn below runs in that same process and scores with them rather
@@ -133,9 +133,9 @@ class _PredictAndScore:
                 self._owned = []
 
             def process(self, records: list[bytes]) -> Iterable[dict[str, Any]]:
-                from components.benchmarker.tasks import decode_labels
                 from components.common.errors import UserInputError
                 from components.common.feeds import ExampleRecords
+                from components.common.tasks import decode_labels
 
                 job = self._job
                 batch = ExampleRecords(records, job.where)

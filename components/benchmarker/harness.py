@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from components.benchmarker import memory
-from components.benchmarker.tasks import LabelSettings
 from components.common.artifact_utils import STATUS_FAILED, STATUS_OK
 from components.common.errors import UserInputError
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
 from components.common.signature import GraphSignature
+from components.common.tasks import LabelSettings
 
 
 @dataclasses.dataclass
@@ -246,10 +246,10 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
     """
     from components.benchmarker import stats
     from components.benchmarker.progress import ProgressWriter
-    from components.benchmarker.tasks import plan_evaluation
     from components.common.examples_io import read_records, resolve_calibration
     from components.common.feeds import ExampleRecords, ModelFeeder, check_feature_map
     from components.common.preprocessing import Preprocessing
+    from components.common.tasks import plan_evaluation
     from components.runtimes import backend_for, select_device, visible_gpus
 
     _configure_threads(request.settings)

@@ -503,8 +503,12 @@ def convert_graph(
     calibration: list[np.ndarray] | None = None,
     inference_io_type: str = "float32",
     allow_float_fallback: bool = True,
+    float_layers: Sequence[str] = (),
 ) -> tuple[bytes, int]:
     """Converts in this process; returns the flatbuffer and the calibration sample count.
+
+    `float_layers` (int8 only): output tensor names of layers to leave in float, as
+    the accuracy-aware search chose them (tflite_accuracy_aware.py).
 
     Prefer `quantize_to_tflite`, which runs this in a subprocess: the converter can abort.
 
@@ -516,25 +520,9 @@ def convert_graph(
     converts that. A float16 conversion of ResNet50 took 3.6 GiB and 11 s that way,
     against 1.6 GiB and 3 s from the GraphDef (the frozen graph alone holds 0.8 GiB).
     """
-    import os
-    import tempfile
-
     import tensorflow as tf
 
-    fixed = static_signature(signature, batch_size)
-    with tempfile.TemporaryDirectory(prefix="tflite_graph_") as folder:
-        path = os.path.join(folder, "graph.pb")
-        with open(path, "wb") as f:
-            f.write(_with_static_batch(graph_def, signature, batch_size).SerializeToString())
-        converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-            path,
-            input_arrays=[_lite_tensor_name(t.tensor_name) for t in fixed.inputs],
-            output_arrays=[_lite_tensor_name(t.tensor_name) for t in fixed.outputs],
-            input_shapes={
-                _lite_tensor_name(t.tensor_name): list(t.shape) for t in fixed.inputs if t.shape
-            }
-            or None,
-        )
+    converter = frozen_graph_converter(graph_def, signature, batch_size)
     calibration_samples = 0
     if mode == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -546,18 +534,68 @@ def convert_graph(
             raise ValueError("Mode int8 needs calibration inputs.")
         # A list per batch, in the signature's input order: the model's own input order
         # (input_arrays above), as the calibrator feeds a model without signature defs.
-        batches = _calibration_batches(calibration, batch_size)
+        batches = calibration_batches(calibration, batch_size)
         calibration_samples = len(batches) * batch_size
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: iter(batches)
         if not allow_float_fallback:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if float_layers:
+            if inference_io_type == "int8":
+                raise ValueError("float layers are kept only with float32 model io")
+            return _quantize_leaving_float(converter, float_layers), calibration_samples
         if inference_io_type == "int8":
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     elif mode != "float32":
         raise ValueError(f"Unknown mode {mode!r}.")
     return converter.convert(), calibration_samples
+
+
+def frozen_graph_converter(
+    graph_def: tf.compat.v1.GraphDef, signature: GraphSignature, batch_size: int
+) -> Any:  # tf.lite.TFLiteConverter
+    """TF's v1 converter on the frozen graph, its batch fixed (see convert_graph)."""
+    import tempfile
+
+    import tensorflow as tf
+
+    fixed = static_signature(signature, batch_size)
+    with tempfile.TemporaryDirectory(prefix="tflite_graph_") as folder:
+        path = os.path.join(folder, "graph.pb")
+        with open(path, "wb") as f:
+            f.write(_with_static_batch(graph_def, signature, batch_size).SerializeToString())
+        return tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+            path,
+            input_arrays=[_lite_tensor_name(t.tensor_name) for t in fixed.inputs],
+            output_arrays=[_lite_tensor_name(t.tensor_name) for t in fixed.outputs],
+            input_shapes={
+                _lite_tensor_name(t.tensor_name): list(t.shape) for t in fixed.inputs if t.shape
+            }
+            or None,
+        )
+
+
+def _quantize_leaving_float(converter: Any, float_layers: Sequence[str]) -> bytes:
+    """Calibrates, then quantizes every layer but `float_layers`: TF's selective
+    quantization, the QuantizationDebugger's own two steps (calibrate only, then
+    `mlir_quantize` with `denylisted_nodes`)."""
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - as the debugger does
+    return quantize_calibrated(converter.convert(), float_layers)
+
+
+def quantize_calibrated(calibrated: bytes, float_layers: Sequence[str] = ()) -> bytes:
+    """A calibrated (not yet quantized) model quantized, `float_layers` left in float."""
+    from tensorflow.lite.python import convert
+
+    return convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=False,
+        fully_quantize=False,
+        enable_numeric_verify=False,
+        denylisted_nodes=list(float_layers) or None,
+    )
 
 
 def _lite_tensor_name(tensor_name: str) -> str:
@@ -582,7 +620,7 @@ def _with_static_batch(
     return static
 
 
-def _calibration_batches(arrays: list[np.ndarray], batch_size: int) -> list[list[np.ndarray]]:
+def calibration_batches(arrays: list[np.ndarray], batch_size: int) -> list[list[np.ndarray]]:
     """Whole batches of the static size; fewer samples than one batch are repeated to fill it."""
     count = len(arrays[0])
     if count < batch_size:

@@ -15,10 +15,10 @@ from components.benchmarker.harness import (
     run_benchmark_in_subprocess,
 )
 from components.benchmarker.selection import Gate, VariantResult, choose_best_variant
-from components.benchmarker.tasks import LabelSettings, plan_evaluation
 from components.common.examples_io import read_records, split_files
 from components.common.feeds import ExampleRecords
 from components.common.graph_io import graph_def_callable, save_graph_def
+from components.common.tasks import LabelSettings, plan_evaluation
 from components.freezer.freezing import freeze_function
 
 pytestmark = pytest.mark.slow

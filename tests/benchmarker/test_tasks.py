@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.benchmarker.tasks import (
+from components.common.errors import UserInputError
+from components.common.feeds import ExampleRecords
+from components.common.signature import TensorDescription
+from components.common.tasks import (
     AUC_BINS,
     LABEL_FLOAT,
     LABEL_INT,
@@ -16,9 +19,6 @@ from components.benchmarker.tasks import (
     make_task,
     plan_evaluation,
 )
-from components.common.errors import UserInputError
-from components.common.feeds import ExampleRecords
-from components.common.signature import TensorDescription
 from tests.common.test_feeds import example
 
 

@@ -52,7 +52,7 @@ def test_no_command_prints_help_and_fails(capsys):
 
 
 def test_the_task_flag_offers_exactly_the_registered_tasks():
-    from components.benchmarker.tasks import TASK_AUTO, task_names
+    from components.common.tasks import TASK_AUTO, task_names
     from pipelines.run_command import TASK_CHOICES
 
     assert (TASK_AUTO, *task_names()) == TASK_CHOICES

@@ -1,0 +1,311 @@
+"""Accuracy-aware int8: the greedy float-fallback search that every int8 mode shares.
+
+    search = search_fallback(
+        sensitivity,  # [LayerSensitivity("conv1", "CONV_2D", error=0.8, macs=1.2e6), ...]
+        evaluate,  # evaluate(excluded names) -> StepMeasurement(metric_drop, latency_ms)
+        FallbackBudget(max_drop=0.01, max_fallback_layers=8, time_budget_s=600),
+    )
+    search.chosen.excluded, search.stop_reason, search.reachable, search.steps
+
+Each int8 mode brings two things:
+- the per-layer sensitivity, measured by its runtime's own tool (the TFLite
+  QuantizationDebugger, the quantized-against-float graph for oneDNN, ...), with each
+  layer's share of the compute;
+- `evaluate(excluded)`, which re-quantizes with those layers left in float and runs the
+  task's accuracy pass on held-out evaluation examples (never the calibration ones).
+
+This module decides which layer goes back to float next and when to stop. It knows
+nothing of any runtime, so one policy judges every mode the same way:
+
+1. Step 0 is full int8 (only the user's `--int8-exclude` layers in float).
+2. While the metric's drop exceeds the budget, the most harmful quantized layer goes
+   back to float, with its group (`LayerSensitivity.group`): the highest error per
+   share of the int8 compute it gives up (`harm_score`). Then the mode re-quantizes
+   and re-measures.
+3. The search stops:
+   - `within_budget`: the drop fits;
+   - `max_fallback_layers`: that many layers are in float (groups counted whole);
+   - `not_faster`: less than `min_int8_compute_share` of the compute (MACs) would be
+     left in int8, so reverting more cannot give a variant faster than float. Decided
+     on MACs, not on a step's timing: on a shared 2-core machine one contaminated
+     timing would end a search early, and the same model would get another answer on
+     another run. Each step's latency is still measured and recorded;
+   - `time_bound`: the next step would not finish inside `time_budget_s`;
+   - `exhausted`: every quantized layer is in float.
+
+4. Once within budget, each earlier step's layers are tried back in int8, oldest first,
+   and stay int8 when the drop still fits: the greedy order can put a layer in float
+   that helped only together with a later one, or not at all.
+
+The chosen step is the last one within budget, after that pruning. When no step
+is within budget, the budget is not reachable: the chosen step is the one with the
+smallest drop, and `reachable` is False (the variant's row says so; the Benchmarker
+never blesses a variant past the budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from components.common.errors import UserInputError
+
+STOP_REASONS = ("within_budget", "max_fallback_layers", "not_faster", "time_bound", "exhausted")
+# A layer with no multiply-accumulates still costs a quantize/dequantize pair around it
+# when it goes back to float: its compute share is counted as at least this much, so a
+# MAC-free layer with a small error never outranks a convolution with a large one.
+MIN_COMPUTE_SHARE = 0.01
+DEFAULT_MAX_FALLBACK_LAYERS = 8
+DEFAULT_SEARCH_BUDGET_S = 600.0
+DEFAULT_MIN_INT8_COMPUTE_SHARE = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSensitivity:
+    """One quantized layer: the error int8 adds there, and its compute."""
+
+    name: str  # The runtime's name for it: what the mode leaves in float.
+    op: str  # The runtime's op type, e.g. CONV_2D or Conv2D.
+    error: float  # The error it adds (`error_metric`), comparable within one mode.
+    macs: int  # Multiply-accumulates per example (0 for element-wise ops).
+    error_metric: str = "normalized_mse"
+    #: Layers that go back to float with this one: the MAC-free ops after it (pooling,
+    #: reshapes) up to the next layer with weights. Without them its output would only be
+    #: quantized again at their input, with the same range and the same error.
+    group: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "group": list(self.group)}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepMeasurement:
+    """What `evaluate` measured for one set of float layers."""
+
+    metric_drop: float  # Float model's metric minus this one's, on held-out examples.
+    metric: float | None = None  # This step's metric itself.
+    latency_ms: float | None = None  # None: the mode does not time its steps.
+
+
+@dataclasses.dataclass(frozen=True)
+class FallbackStep:
+    """One measured step of the search."""
+
+    excluded: tuple[str, ...]  # The layers in float at this step (user's first).
+    metric_drop: float
+    metric: float | None
+    latency_ms: float | None
+    seconds: float  # How long re-quantizing and measuring took.
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "excluded": list(self.excluded)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FallbackBudget:
+    max_drop: float  # As a fraction (0.01 is one point of top-1).
+    max_fallback_layers: int = DEFAULT_MAX_FALLBACK_LAYERS
+    time_budget_s: float = DEFAULT_SEARCH_BUDGET_S
+    #: Below this share of the MACs left in int8, no step can beat float (`not_faster`).
+    min_int8_compute_share: float = DEFAULT_MIN_INT8_COMPUTE_SHARE
+
+    def __post_init__(self) -> None:
+        if self.max_drop < 0:
+            raise UserInputError(f"the accuracy budget must be >= 0, got {self.max_drop}")
+        if self.max_fallback_layers < 0:
+            raise UserInputError(
+                f"max_fallback_layers must be >= 0, got {self.max_fallback_layers}"
+            )
+        if self.time_budget_s <= 0:
+            raise UserInputError(
+                f"the int8 search budget must be positive, got {self.time_budget_s} s"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class FallbackSearch:
+    """The whole search: every step, the one chosen, and why it stopped."""
+
+    steps: tuple[FallbackStep, ...]
+    chosen: FallbackStep
+    stop_reason: str
+    reachable: bool
+    seconds: float
+    ranking: tuple[str, ...]  # The quantized layers, most harmful first.
+
+    @property
+    def fallback_layers(self) -> tuple[str, ...]:
+        """The layers the search put in float (the user's exclusions not counted)."""
+        return self.chosen.excluded[len(self.steps[0].excluded) :]
+
+    def summary(self) -> str:
+        """One line for a row or a blessing reason."""
+        layers = ", ".join(self.fallback_layers) or "none"
+        drop = f"{self.chosen.metric_drop * 100:+.2f} pt"
+        if not self.reachable:
+            return (
+                f"budget not reachable: the smallest drop found was {drop} with "
+                f"{len(self.fallback_layers)} layers in float ({layers}); stopped: "
+                f"{self.stop_reason}"
+            )
+        return f"{len(self.fallback_layers)} layers in float ({layers}), drop {drop}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": [s.to_json() for s in self.steps],
+            "chosen_step": self.steps.index(self.chosen),
+            "fallback_layers": list(self.fallback_layers),
+            "stop_reason": self.stop_reason,
+            "reachable": self.reachable,
+            "seconds": round(self.seconds, 3),
+            "ranking": list(self.ranking),
+        }
+
+
+def harm_score(layer: LayerSensitivity, total_macs: int) -> float:
+    """Error per share of the int8 compute given up by putting `layer` in float."""
+    share = layer.macs / total_macs if total_macs > 0 else 0.0
+    return layer.error / max(share, MIN_COMPUTE_SHARE)
+
+
+def rank_layers(layers: Sequence[LayerSensitivity]) -> list[LayerSensitivity]:
+    """Most harmful first; ties keep the graph's order."""
+    total = sum(layer.macs for layer in layers)
+    order = sorted(enumerate(layers), key=lambda item: (-harm_score(item[1], total), item[0]))
+    return [layer for _, layer in order]
+
+
+def search_fallback(
+    layers: Sequence[LayerSensitivity],
+    evaluate: Callable[[tuple[str, ...]], StepMeasurement],
+    budget: FallbackBudget,
+    user_excluded: Sequence[str] = (),
+    clock: Callable[[], float] = time.monotonic,
+) -> FallbackSearch:
+    """Greedy float fallback (see the module doc); `layers` are the quantized layers."""
+    started = clock()
+    fixed = tuple(dict.fromkeys(user_excluded))
+    candidates = [layer for layer in rank_layers(layers) if layer.name not in fixed]
+    steps: list[FallbackStep] = []
+    added: list[tuple[str, ...]] = []  # The layers each step put in float.
+    stop_reason = "exhausted"
+
+    def measure(excluded: tuple[str, ...]) -> FallbackStep:
+        begun = clock()
+        measured = evaluate(excluded)
+        step = FallbackStep(
+            excluded,
+            float(measured.metric_drop),
+            measured.metric,
+            measured.latency_ms,
+            clock() - begun,
+        )
+        steps.append(step)
+        return step
+
+    step = measure(fixed)
+    while True:
+        if step.metric_drop <= budget.max_drop:
+            stop_reason = "within_budget"
+            break
+        in_float = set(step.excluded)
+        remaining = [layer for layer in candidates if layer.name not in in_float]
+        if not remaining:
+            stop_reason = "exhausted"
+            break
+        if len(step.excluded) - len(fixed) >= budget.max_fallback_layers:
+            stop_reason = "max_fallback_layers"
+            break
+        reverting = (remaining[0].name, *remaining[0].group)
+        following = tuple(dict.fromkeys((*step.excluded, *reverting)))
+        if _int8_share(layers, following) < budget.min_int8_compute_share:
+            stop_reason = "not_faster"
+            break
+        # The next step takes about as long as the last one did.
+        if clock() - started + step.seconds > budget.time_budget_s:
+            stop_reason = "time_bound"
+            break
+        step = measure(following)
+        added.append(tuple(name for name in following if name not in in_float))
+    chosen, reachable = _choose(steps, budget)
+    if reachable:
+        for group in added[:-1]:  # The last one brought the drop within budget.
+            if clock() - started + chosen.seconds > budget.time_budget_s:
+                break
+            trial = measure(tuple(name for name in chosen.excluded if name not in group))
+            if trial.metric_drop <= budget.max_drop:
+                chosen = trial
+    return FallbackSearch(
+        tuple(steps),
+        chosen,
+        stop_reason,
+        reachable,
+        clock() - started,
+        tuple(layer.name for layer in candidates),
+    )
+
+
+def _int8_share(layers: Sequence[LayerSensitivity], in_float: Sequence[str]) -> float:
+    """The share of the quantized layers' MACs still in int8 with `in_float` reverted."""
+    total = sum(layer.macs for layer in layers)
+    if total == 0:
+        return 1.0  # Nothing to weigh by: only the other stop rules apply.
+    floating = set(in_float)
+    return sum(layer.macs for layer in layers if layer.name not in floating) / total
+
+
+def _choose(steps: list[FallbackStep], budget: FallbackBudget) -> tuple[FallbackStep, bool]:
+    if steps[-1].metric_drop <= budget.max_drop:  # The search stops at the first that fits.
+        return steps[-1], True
+    return min(steps, key=lambda s: (s.metric_drop, len(s.excluded))), False
+
+
+# ----------------------------------------------------------------- user exclusions
+
+
+@dataclasses.dataclass(frozen=True)
+class ExclusionPattern:
+    """`--int8-exclude`: `op:CONV_2D` (an op type), `re:block_1.*` (a regular expression
+    over layer names, matched whole), or a layer's exact name."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise UserInputError("an --int8-exclude pattern is empty")
+        if self.text.startswith("re:"):
+            try:
+                re.compile(self.text[3:])
+            except re.error as error:
+                raise UserInputError(
+                    f"--int8-exclude {self.text!r} is not a valid regular expression: {error}"
+                ) from None
+
+    def matches(self, layer: LayerSensitivity) -> bool:
+        if self.text.startswith("op:"):
+            return layer.op.lower() == self.text[3:].lower()
+        if self.text.startswith("re:"):
+            return re.fullmatch(self.text[3:], layer.name) is not None
+        return layer.name == self.text
+
+
+def excluded_layers(
+    patterns: Sequence[str], layers: Sequence[LayerSensitivity], mode: str
+) -> tuple[str, ...]:
+    """The names `patterns` pick; a pattern that picks nothing names the layers there are."""
+    picked: dict[str, None] = {}
+    for text in patterns:
+        pattern = ExclusionPattern(text)
+        matched = [layer.name for layer in layers if pattern.matches(layer)]
+        if not matched:
+            shown = ", ".join(f"{layer.name} ({layer.op})" for layer in layers[:40])
+            more = f", and {len(layers) - 40} more" if len(layers) > 40 else ""
+            raise UserInputError(
+                f"--int8-exclude {text!r} matches none of {mode}'s quantized layers. Use a "
+                f"layer name, re:REGEX or op:TYPE; the layers are: {shown}{more}."
+            )
+        picked.update(dict.fromkeys(matched))
+    return tuple(picked)
