@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 LINT_PATHS := setup.py components pipelines system tests $(wildcard benchmarks)
 
-.PHONY: demo test env lint format lock lock-gpu clean benchmark benchmark-big
+.PHONY: demo test env lint format lock lock-gpu clean benchmark benchmark-big benchmark-outlier
 
 env:
 	@bash scripts/install-env.sh
@@ -51,3 +51,7 @@ benchmark: env
 MODEL ?= resnet152
 benchmark-big: env
 	$(PY) -m benchmarks.big_models --model $(MODEL)
+
+# Accuracy-aware int8 against naive int8 on a model where naive int8 fails.
+benchmark-outlier: env
+	$(PY) -m benchmarks.outlier_int8

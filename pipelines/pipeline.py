@@ -13,6 +13,7 @@ from typing import Any
 
 from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
+from components.common.int8_fallback import DEFAULT_MAX_FALLBACK_LAYERS, DEFAULT_SEARCH_BUDGET_S
 
 DEFAULT_PIPELINE_NAME = "inference-optimizer"
 # Where the variant kinds' hardware rules are decided: on this machine when it also runs
@@ -81,6 +82,10 @@ class PipelineSettings:
     # variant (components/common/memory_cap.py), and the Benchmarker loads in groups
     # that fit (components/benchmarker/memory.py).
     memory_budget_bytes: int | None = None
+    # The accuracy-aware int8 kinds' search (components/common/int8_fallback.py).
+    int8_exclude: tuple[str, ...] = ()
+    max_fallback_layers: int = DEFAULT_MAX_FALLBACK_LAYERS
+    int8_search_budget_s: float = DEFAULT_SEARCH_BUDGET_S
 
     def __post_init__(self) -> None:
         from components.benchmarker.run_parameters import run_parameter_problems
@@ -110,9 +115,10 @@ class PipelineSettings:
         if problems:
             raise UserInputError("Invalid pipeline settings: " + "; ".join(problems) + ".")
         if self.max_metric_drop:
-            from components.benchmarker.selection import parse_metric_budget
+            from components.common.tasks import parse_metric_budget
 
             parse_metric_budget(self.max_metric_drop)
+        self.int8_search()  # Refuses malformed patterns and out-of-range bounds now.
         if self.variants is not None:
             try:
                 self.kind_selection()
@@ -129,7 +135,14 @@ class PipelineSettings:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise UserInputError(f"Unknown pipeline settings {unknown}; valid: {sorted(known)}.")
-        for name in ("output_nodes", "input_nodes", "variants", "transforms", "image_size"):
+        for name in (
+            "output_nodes",
+            "input_nodes",
+            "variants",
+            "transforms",
+            "image_size",
+            "int8_exclude",
+        ):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         benchmark = values.get("benchmark_settings")
@@ -164,6 +177,20 @@ class PipelineSettings:
             label_map=dict(self.label_map),
             task=self.task,
             primary_output=self.primary_output,
+        )
+
+    def int8_search(self):  # -> components.common.int8_fallback.Int8SearchSettings
+        """The accuracy-aware kinds' search: its own bounds, and the blessing's budget
+        and labels, so that the search keeps to the budget the Benchmarker judges by."""
+        from components.common.int8_fallback import Int8SearchSettings
+
+        return Int8SearchSettings(
+            exclude=tuple(self.int8_exclude),
+            max_fallback_layers=self.max_fallback_layers,
+            search_budget_s=self.int8_search_budget_s,
+            max_accuracy_drop=self.max_accuracy_drop,
+            max_metric_drop=self.max_metric_drop,
+            labels=self.label_settings().to_json(),
         )
 
     def benchmark(self):  # -> components.benchmarker.harness.BenchmarkSettings
@@ -219,6 +246,7 @@ def _quantizer(kind: Any, given: _ProducerInputs) -> Any:
         eval_split=given.settings.eval_split,
         feed_settings=given.settings.feed_settings(),
         memory_budget_bytes=given.settings.memory_budget_bytes,
+        int8_search=given.settings.int8_search(),
     )
 
 

@@ -179,6 +179,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "every kind this machine can run; the others are listed as skipped). Kinds: "
         + _kinds_help(),
     )
+    search = run.add_argument_group(
+        "accuracy-aware int8 (the *_int8_aa kinds; pass them in --variants)"
+    )
+    search.add_argument(
+        "--int8-exclude",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="keep these layers in float in every accuracy-aware kind: a layer name, "
+        "re:REGEX (matched whole) or op:TYPE (e.g. op:CONV_2D); repeatable",
+    )
+    search.add_argument(
+        "--max-fallback-layers",
+        type=_positive_int,
+        default=None,
+        help="stop the search with this many layers in float (default: 8)",
+    )
+    search.add_argument(
+        "--int8-search-budget-s",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="time bound on each kind's search; when hit, the best found so far is kept "
+        "and says so (default: 600)",
+    )
     run.add_argument(
         "--transforms",
         type=_name_list,
@@ -365,8 +390,11 @@ def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.Pipeli
         "max_accuracy_drop",
         "max_p99_ms",
         "memory_budget_bytes",
+        "int8_exclude",
+        "max_fallback_layers",
+        "int8_search_budget_s",
     ):
-        if getattr(args, field) is not None:
+        if getattr(args, field, None) is not None:
             values[field] = getattr(args, field)
     return PipelineSettings.from_json(values)
 

@@ -13,8 +13,9 @@ from components import artifacts
 from components.artifacts import BenchmarkReport, VariantBlessing
 from components.benchmarker import executor
 from components.benchmarker.run_parameters import check_run_parameters
-from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP, parse_metric_budget
+from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP
 from components.common.errors import UserInputError
+from components.common.tasks import parse_metric_budget
 from components.variant_kinds import all_kinds
 from components.version import __version__
 from system import HTML, Markdown

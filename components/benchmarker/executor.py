@@ -19,12 +19,12 @@ from components.benchmarker.harness import (
     run_benchmark_in_subprocess,
 )
 from components.benchmarker.progress import ProgressDisplay
+from components.benchmarker.report_int8_search import read_searches
 from components.benchmarker.run_parameters import check_run_parameters
 from components.benchmarker.selection import (
     FAITHFULNESS_AGREEMENT,
     FAITHFULNESS_RELATIVE_ERROR,
     Gate,
-    parse_metric_budget,
 )
 from components.common.artifact_utils import (
     STATUS_OK,
@@ -34,6 +34,7 @@ from components.common.artifact_utils import (
 )
 from components.common.errors import UserInputError
 from components.common.executor_output import records_user_errors
+from components.common.tasks import metric_budget
 from components.runtimes.null import FORMAT_NULL
 from components.runtimes.preprocessing import FORMAT_PREPROCESSING
 from components.runtimes.saved_model import FORMAT_SAVED_MODEL
@@ -44,8 +45,6 @@ FROZEN_GRAPH_VARIANT = "frozen_graph"
 NULL_VARIANT_NAME = "null_harness_overhead"
 PREPROCESSING_VARIANT_NAME = "preprocessing"
 BASELINE_INPUT_KEYS = ("model", "examples")
-# The relative budget regression metrics get when none is given: 1% of the baseline's MAE.
-DEFAULT_REGRESSION_BUDGET = "1%"
 
 
 def parse_settings(settings_json: str) -> BenchmarkSettings:
@@ -64,16 +63,10 @@ def build_gate(
 ) -> Gate:
     """The selection gate for the evaluated task (see selection.Gate).
 
-    `max_metric_drop` ("0.5" in the metric's units, or "1%" of the baseline's value)
-    wins when given; else classifiers use `max_accuracy_drop` and regressions 1%.
+    The budget is tasks.metric_budget's (the int8 search keeps to the same rule).
     """
     metric = evaluation["primary_metric"] if evaluation.get("labels") else None
-    if max_metric_drop:
-        budget, relative = parse_metric_budget(max_metric_drop)
-    elif evaluation["task"] == "regression":
-        budget, relative = parse_metric_budget(DEFAULT_REGRESSION_BUDGET)
-    else:
-        budget, relative = float(max_accuracy_drop), False
+    budget, relative = metric_budget(evaluation["task"], max_accuracy_drop, max_metric_drop)
     degenerate = evaluation["primary_output"] in degenerate_outputs
     return Gate(
         metric=metric,
@@ -276,6 +269,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             evaluation={**evaluation, "gate": gate.describe()},
             data={**raw["data"], "preprocessing": raw.get("preprocessing")},
             core_reference=FROZEN_GRAPH_VARIANT if raw.get("preprocessing") else None,
+            accuracy_aware=read_searches(specs),
         )
         report.write_report(content, report_artifact.uri)
         # Value artifacts (a file at the URI): KFP's UI renders these types inline.

@@ -24,11 +24,15 @@ from typing import Any
 import numpy as np
 
 from components.benchmarker.fingerprint import HardwareFingerprint
+from components.benchmarker.report_int8_search import (
+    search_section_html,
+    search_section_markdown,
+)
 from components.benchmarker.selection import FRACTION_METRICS, Selection, VariantResult
 from components.common.errors import UserInputError
 from components.common.sizes import format_bytes
 
-REPORT_SCHEMA_VERSION = "2.1"
+REPORT_SCHEMA_VERSION = "2.2"
 # The null backend's row measures the harness itself; it is no candidate and has no speedup.
 NULL_FORMAT = "null"
 # The row timing a split signature's preprocessing alone; it is no candidate either.
@@ -76,6 +80,7 @@ def build_report(
     evaluation: Mapping[str, Any] | None = None,
     data: Mapping[str, Any] | None = None,
     core_reference: str | None = None,
+    accuracy_aware: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assembles the report.json content (schema: report_schema.md).
 
@@ -85,7 +90,8 @@ def build_report(
     (model/examples URIs, eval example count); `settings` every knob of the run;
     `evaluation` the task, metrics and gate; `data` what each input was fed. When the
     signature was split, `core_reference` names the row whose core latency the core
-    speedups are against (the frozen core). All must be JSON-serializable.
+    speedups are against (the frozen core). `accuracy_aware` holds the accuracy-aware
+    int8 variants' search records (report_int8_search.py). All must be JSON-serializable.
     """
     names = [variant.name for variant in variants]
     if selection.baseline_name not in names:
@@ -143,6 +149,7 @@ def build_report(
         "selection": selection.to_json(),
         "variants": rows,
         "harness_overhead_p50_ms": _harness_overhead_p50(variants),
+        "accuracy_aware": dict(accuracy_aware or {}),
         "warnings": _dedupe([*warnings, *_measurement_warnings(variants), *overhead_warnings]),
     }
     return _json_safe(report)
@@ -471,6 +478,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     warnings = report.get("warnings") or []
     if warnings:
         out += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in warnings]
+    searches = search_section_markdown(report)
+    if searches:
+        out += ["", searches]
     out += ["", "## Machine", "", "| Field | Value |", "|---|---|"]
     out += [f"| {k} | {_md_escape(v)} |" for k, v in _fingerprint_rows(report)]
     out += ["", "## Settings", "", "```json", json.dumps(report.get("settings"), indent=2)]
@@ -597,6 +607,7 @@ p90 (dashed) and p99 (dotted). Each chart has its own axis.</p>
 <h2>Accuracy against latency</h2>
 {_pareto_svg(report, colors)}
 </section>
+{search_section_html(report)}
 <section id="machine">
 <h2>Machine</h2>
 <table id="fingerprint">{fingerprint_rows}</table>
@@ -1021,15 +1032,15 @@ def _distribution_svg(row: Mapping[str, Any], color: str) -> str:
             f'<text x="{x:.1f}" y="{axis_y + 15}" font-size="10" text-anchor="middle">'
             f"{_fmt_tick(tick)}</text>"
         )
-    # Two short lines, so that no caption runs past the chart's edge.
+    # Two short lines (at most about 50 characters at 10 px: the chart is 380 px wide),
+    # so that no caption runs past the chart's edge.
+    unit = "ms per call" + (f"; {clipped} slowest in the last bin" if clipped else "")
     details = f"n={summary['count']}"
     if samples.size and samples.size != summary["count"]:
         details = f"{samples.size} timed calls; p50/p90/p99 over the last {summary['count']}"
-    if clipped:
-        details += f"; {clipped} slowest in the last bin"
     if not samples.size:
         details += " (summary only)"
-    for line, text in enumerate(("ms per call", details)):
+    for line, text in enumerate((unit, details)):
         parts.append(
             f'<text class="caption" x="{left + plot_w / 2:.1f}" y="{height - 16 + 12 * line}" '
             f'font-size="10" text-anchor="middle">{html.escape(text)}</text>'

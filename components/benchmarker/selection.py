@@ -134,22 +134,6 @@ class Gate:
         )
 
 
-def parse_metric_budget(text: str) -> tuple[float, bool]:
-    """`0.01` -> (0.01, absolute); `1%` -> (0.01, relative to the baseline's value)."""
-    value = text.strip()
-    relative = value.endswith("%")
-    try:
-        number = float(value[:-1] if relative else value)
-    except ValueError:
-        raise ValueError(
-            f"A metric budget is a number in the metric's units (0.01) or a percentage of "
-            f"the baseline's value (1%), got {text!r}."
-        ) from None
-    if number < 0:
-        raise ValueError(f"A metric budget cannot be negative, got {text!r}.")
-    return (number / 100.0 if relative else number), relative
-
-
 @dataclasses.dataclass
 class VariantResult:
     """Everything measured about one variant: the input of selection and of the report.
@@ -788,6 +772,9 @@ def _winner_reason(
         elif winner.relative_error is not None:
             faithful = f", relative error {winner.relative_error:.2g}"
         parts.append(f"Blessed {winner.name!r} ({measure}{comparison}{accuracy}{faithful}).")
+        search = (winner.details.get("properties") or {}).get("int8_search_summary")
+        if search:  # An accuracy-aware int8 variant: which layers it keeps in float.
+            parts.append(f"Accuracy-aware int8: {search}.")
         parts.append(f"Gated by {gate.budget_text()} and {_faithfulness_text(gate)}.")
     if len(tied) > 1:
         parts.append(

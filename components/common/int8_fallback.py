@@ -46,12 +46,14 @@ never blesses a variant past the budget).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from components.common.errors import UserInputError
+from components.common.held_out import DEFAULT_HELD_OUT_EXAMPLES
 
 STOP_REASONS = ("within_budget", "max_fallback_layers", "not_faster", "time_bound", "exhausted")
 # A layer with no multiply-accumulates still costs a quantize/dequantize pair around it
@@ -143,7 +145,7 @@ class FallbackSearch:
 
     def summary(self) -> str:
         """One line for a row or a blessing reason."""
-        layers = ", ".join(self.fallback_layers) or "none"
+        layers = ", ".join(display_names(self.fallback_layers, self.ranking)) or "none"
         drop = f"{self.chosen.metric_drop * 100:+.2f} pt"
         if not self.reachable:
             return (
@@ -163,6 +165,21 @@ class FallbackSearch:
             "seconds": round(self.seconds, 3),
             "ranking": list(self.ranking),
         }
+
+
+def display_names(names: Sequence[str], context: Sequence[str] = ()) -> list[str]:
+    """Layer names for people: a TFLite layer named by its fused ops joined with ';' is
+    named by the first, and the '/'-scopes every layer of the model shares are dropped
+    (StatefulPartitionedCall/functional_1/conv_1/Relu -> conv_1/Relu)."""
+    firsts = [name.split(";")[0] for name in names]
+    # Scopes of the scoped names only: a bare output name (Identity) shares none.
+    scopes = [n.split(";")[0].split("/")[:-1] for n in (*names, *context) if "/" in n]
+    shared = 0
+    for parts in zip(*scopes, strict=False) if scopes else ():
+        if len(set(parts)) != 1:
+            break
+        shared += 1
+    return ["/".join(name.split("/")[shared:]) if "/" in name else name for name in firsts]
 
 
 def harm_score(layer: LayerSensitivity, total_macs: int) -> float:
@@ -263,6 +280,37 @@ def _choose(steps: list[FallbackStep], budget: FallbackBudget) -> tuple[Fallback
     return min(steps, key=lambda s: (s.metric_drop, len(s.excluded))), False
 
 
+# ----------------------------------------------------------------- the search record
+
+# Beside every accuracy-aware variant's model: the sensitivity table and every step, as
+# its mode's `to_json` wrote them; the Benchmarker's report reads it.
+SEARCH_FILENAME = "accuracy_aware.json"
+
+
+def write_search_record(record: Mapping[str, Any], directory: str) -> str:
+    import json
+
+    import tensorflow as tf
+
+    path = os.path.join(directory, SEARCH_FILENAME)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(record, indent=2))
+    return path
+
+
+def read_search_record(directory: str) -> dict[str, Any] | None:
+    """The record beside a variant's model, or None when there is none."""
+    import json
+
+    import tensorflow as tf
+
+    path = os.path.join(directory, SEARCH_FILENAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.loads(f.read())
+
+
 # ----------------------------------------------------------------- user exclusions
 
 
@@ -309,3 +357,52 @@ def excluded_layers(
             )
         picked.update(dict.fromkeys(matched))
     return tuple(picked)
+
+
+# ----------------------------------------------------------------- settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8SearchSettings:
+    """What `run --int8-exclude/--max-fallback-layers/--int8-search-budget-s` set for
+    every accuracy-aware kind; the accuracy budget is the Benchmarker's own."""
+
+    exclude: tuple[str, ...] = ()
+    max_fallback_layers: int = DEFAULT_MAX_FALLBACK_LAYERS
+    search_budget_s: float = DEFAULT_SEARCH_BUDGET_S
+    held_out_examples: int = DEFAULT_HELD_OUT_EXAMPLES
+    # The Benchmarker's budget and labels (tasks.metric_budget, tasks.LabelSettings),
+    # compiled into the producer: the search keeps the same budget the blessing does.
+    max_accuracy_drop: float = 0.01
+    max_metric_drop: str = ""
+    labels: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for pattern in self.exclude:
+            ExclusionPattern(pattern)  # A malformed pattern is refused when set.
+        FallbackBudget(0.0, self.max_fallback_layers, self.search_budget_s)
+        if self.held_out_examples < 1:
+            raise UserInputError(
+                f"the int8 search needs at least 1 held-out example, got {self.held_out_examples}"
+            )
+
+    def budget(self, task_name: str, float_metric: float) -> FallbackBudget:
+        """The search's budget in the metric's units, by the Benchmarker's rule."""
+        from components.common.tasks import metric_budget
+
+        value, relative = metric_budget(task_name, self.max_accuracy_drop, self.max_metric_drop)
+        allowed = value * abs(float_metric) if relative else value
+        return FallbackBudget(allowed, self.max_fallback_layers, self.search_budget_s)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "exclude": list(self.exclude)}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any] | None) -> Int8SearchSettings:
+        value = dict(value or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise UserInputError(f"unknown int8 search settings {unknown}; valid: {sorted(known)}")
+        value["exclude"] = tuple(value.get("exclude") or ())
+        return cls(**value)

@@ -591,3 +591,39 @@ def decode_labels(records: Any, feature: str) -> np.ndarray:
     dtype = np.int64 if kind == "int64_list" else np.float32
     array = np.asarray(rows, dtype=dtype)
     return array[:, 0] if array.shape[1] == 1 else array
+
+
+# The budget of a regression's metric when none is given: 1% of the baseline's value.
+DEFAULT_REGRESSION_BUDGET = "1%"
+
+
+def parse_metric_budget(text: str) -> tuple[float, bool]:
+    """`0.01` -> (0.01, absolute); `1%` -> (0.01, relative to the baseline's value)."""
+    value = text.strip()
+    relative = value.endswith("%")
+    try:
+        number = float(value[:-1] if relative else value)
+    except ValueError:
+        raise ValueError(
+            f"A metric budget is a number in the metric's units (0.01) or a percentage of "
+            f"the baseline's value (1%), got {text!r}."
+        ) from None
+    if number < 0:
+        raise ValueError(f"A metric budget cannot be negative, got {text!r}.")
+    return (number / 100.0 if relative else number), relative
+
+
+def metric_budget(
+    task_name: str, max_accuracy_drop: float, max_metric_drop: str = ""
+) -> tuple[float, bool]:
+    """(budget, relative) of the primary metric, by the Benchmarker's rule.
+
+    `max_metric_drop` ("0.5" in the metric's units, or "1%" of the baseline's value)
+    wins when given; else classifiers use `max_accuracy_drop` and regressions 1%. The
+    accuracy-aware int8 search keeps its drop within the same budget.
+    """
+    if max_metric_drop:
+        return parse_metric_budget(max_metric_drop)
+    if task_name == TASK_REGRESSION:
+        return parse_metric_budget(DEFAULT_REGRESSION_BUDGET)
+    return float(max_accuracy_drop), False

@@ -14,7 +14,9 @@ RuntimeConverter): skip, calibrate, produce, publish.
 1. The kind does not apply on this node (its CPU flags or optional runtime are
    missing; components/variant_kinds.py): a `skipped` artifact with the reason.
 2. A calibrating kind reads its inputs from the calibration split. Examples that do not
-   fit the model fail the execution (bad input, reported to the user).
+   fit the model fail the execution (bad input, reported to the user). An
+   accuracy-aware kind also reads held-out evaluation records and their labels
+   (common/held_out.py); without labels it is a failed variant, and the others go on.
 3. `produce` runs in an isolated child (common/isolation.py; forked, so it costs no
    TensorFlow import). Not in the pipeline's process, because TensorFlow keeps every
    function a graph was imported into, constants included, for the life of the
@@ -69,6 +71,9 @@ class VariantJob:
     variant_name: str
     needs_calibration: bool = False
     num_calibration: int = 0
+    # >0: the kind scores its work on this many held-out evaluation records (the
+    # accuracy-aware int8 kinds); `produce` then gets `held_out=` (common/held_out.py).
+    held_out_examples: int = 0
 
 
 def produce_variant(
@@ -96,12 +101,25 @@ def produce_variant(
         calibration, calibration_facts = read_calibration_inputs(
             graph.uri, examples.uri, exec_properties, job.num_calibration
         )
+    held_out = None
+    if job.held_out_examples:
+        from components.common.held_out import NoLabels, read_held_out
+
+        examples = single_artifact(input_dict.get("examples", []), "examples")
+        try:
+            held_out, held_out_facts = read_held_out(
+                graph.uri, examples.uri, exec_properties, job.held_out_examples
+            )
+        except NoLabels as error:  # This kind cannot run here; the others can.
+            record_failed_variant(output, variant_name=job.variant_name, mode=job.mode, error=error)
+            return
+        calibration_facts.update(held_out_facts)
     from components.common.memory_watch import watch_peak_rss
 
     try:
         with watch_peak_rss() as peak:
             model_format, size_bytes, properties = _produce_in_child(
-                produce, job, graph.uri, calibration, output.uri, exec_properties
+                produce, job, graph.uri, calibration, output.uri, exec_properties, held_out
             )
     except Exception as error:  # The tool cannot take this model: a failed variant.
         record_failed_variant(output, variant_name=job.variant_name, mode=job.mode, error=error)
@@ -129,6 +147,7 @@ def _produce_in_child(
     calibration: list[Any] | None,
     output_uri: str,
     exec_properties: dict[str, Any],
+    held_out: Any = None,
 ) -> Produced:
     import numpy as np
 
@@ -139,6 +158,11 @@ def _produce_in_child(
         if calibration is not None:
             calibration_path = os.path.join(work_dir, "calibration.npz")
             np.savez(calibration_path, *calibration)
+        held_out_dir = None
+        if held_out is not None:
+            held_out_dir = os.path.join(work_dir, "held_out")
+            os.makedirs(held_out_dir)
+            held_out.save(held_out_dir)
         outcome = run_isolated(
             f"{__name__}:produce_in_this_process",
             {
@@ -148,6 +172,7 @@ def _produce_in_child(
                 "calibration_path": calibration_path,
                 "output_uri": _absolute(output_uri),
                 "exec_properties": exec_properties,
+                "held_out_dir": held_out_dir,
             },
             work_dir,
             name="produce",
@@ -168,6 +193,7 @@ def produce_in_this_process(
     calibration_path: str | None,
     output_uri: str,
     exec_properties: dict[str, Any],
+    held_out_dir: str | None = None,
 ) -> Produced:
     """In the isolated child: imports `module:function` and produces the variant."""
     import importlib
@@ -180,6 +206,11 @@ def produce_in_this_process(
     if calibration_path is not None:
         with np.load(calibration_path) as data:
             calibration = [data[f"arr_{i}"] for i in range(len(data.files))]
+    if held_out_dir is not None:
+        from components.common.held_out import HeldOut
+
+        held_out = HeldOut.load(held_out_dir)
+        return produce(graph_uri, calibration, output_uri, exec_properties, held_out=held_out)
     return produce(graph_uri, calibration, output_uri, exec_properties)
 
 

@@ -13,6 +13,7 @@ from components.artifacts import FrozenGraph, QuantizedModel
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
+from components.common.int8_fallback import Int8SearchSettings
 from components.quantizer import executor
 from components.quantizer.modes import QuantizeSettings, get_mode
 from components.version import __version__
@@ -35,6 +36,8 @@ class QuantizerSpec(ComponentSpec):
         "package_version": ExecutionParameter(type=str),
         # Caps the transform's children (common/memory_cap.py); unset: no cap.
         "memory_budget_bytes": ExecutionParameter(type=int, optional=True),
+        # JSON of int8_fallback.Int8SearchSettings: the accuracy-aware modes' search.
+        "int8_search": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "frozen_graph": ChannelParameter(type=FrozenGraph),
@@ -68,6 +71,7 @@ class Quantizer(base_component.BaseComponent):
         eval_split: str = "eval",
         feed_settings: FeedSettings | None = None,
         memory_budget_bytes: int | None = None,
+        int8_search: Int8SearchSettings | None = None,
     ) -> None:
         quantize_mode = get_mode(mode)  # Refuse unknown modes at pipeline-build time.
         if quantize_mode.needs_calibration and examples is None:
@@ -87,6 +91,11 @@ class Quantizer(base_component.BaseComponent):
             feed_settings=json.dumps((feed_settings or FeedSettings()).to_json(), sort_keys=True),
             package_version=__version__,
             memory_budget_bytes=memory_budget_bytes,
+            int8_search=(
+                json.dumps(int8_search.to_json(), sort_keys=True)
+                if quantize_mode.needs_held_out and int8_search is not None
+                else None
+            ),
             quantized_model=channel.Channel(type=QuantizedModel),
         )
         super().__init__(spec=spec)

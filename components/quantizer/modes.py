@@ -21,6 +21,7 @@ import numpy as np
 
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.errors import UserInputError
+from components.common.int8_fallback import Int8SearchSettings
 from components.common.signature import GraphSignature
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 from components.runtimes.tflite import FORMAT_TFLITE
@@ -36,6 +37,8 @@ class QuantizeSettings:
     num_calibration: int = DEFAULT_NUM_CALIBRATION
     inference_io_type: str = "float32"  # TFLite int8 only: "float32" or "int8".
     batch_sizes: tuple[int, ...] = (1, 8, 32)  # TFLite: one static-batch model per size.
+    # The accuracy-aware modes' search (common/int8_fallback.py).
+    int8_search: Int8SearchSettings = dataclasses.field(default_factory=Int8SearchSettings)
 
     def __post_init__(self) -> None:
         if self.num_calibration < 1:
@@ -63,10 +66,15 @@ class QuantizeMode(abc.ABC):
     variant_name: str = ""  # Also the variant kind's name (components/variant_kinds.py).
     model_format: str = ""
     needs_calibration: bool = False
+    #: Scores its work on held-out labelled examples (the accuracy-aware modes): `run`
+    #: then takes `held_out=` (common/held_out.py).
+    needs_held_out: bool = False
     description: str = ""
     #: The mode applies only where the CPU has at least one of these cpuinfo flags.
     cpu_any_of: tuple[str, ...] = ()
     hardware_note: str = ""
+    #: False: built only when `--variants` names it.
+    default: bool = True
 
     @abc.abstractmethod
     def run(
@@ -111,6 +119,7 @@ def variant_kinds() -> list:  # -> list[components.variant_kinds.VariantKind]
             description=mode.description,
             cpu_any_of=mode.cpu_any_of,
             hardware_note=mode.hardware_note,
+            default=mode.default,
         )
         for mode in _MODES.values()
     ]
@@ -140,6 +149,17 @@ class _TFLiteMode(QuantizeMode):
         output_dir: str,
         settings: QuantizeSettings,
     ) -> ModeOutcome:
+        return self.convert(graph_def, signature, calibration, output_dir, settings)
+
+    def convert(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: GraphSignature,
+        calibration: list[np.ndarray] | None,
+        output_dir: str,
+        settings: QuantizeSettings,
+        float_layers: tuple[str, ...] = (),
+    ) -> ModeOutcome:
         from components.quantizer.tflite_quantization import quantize_to_tflite
 
         result = quantize_to_tflite(
@@ -152,6 +172,7 @@ class _TFLiteMode(QuantizeMode):
             inference_io_type=settings.inference_io_type if self.needs_calibration else "float32",
             batch_size=settings.batch_sizes[0],
             extra_batch_sizes=settings.batch_sizes[1:],
+            float_layers=float_layers,
         )
         return ModeOutcome(
             model_format=FORMAT_TFLITE,
@@ -205,6 +226,59 @@ class FullInt8(_TFLiteMode):
     tflite_mode = "int8"
     needs_calibration = True
     requirements = ("int8",)
+
+
+@register_mode
+class FullInt8AccuracyAware(_TFLiteMode):
+    """TFLite full int8 with its most harmful layers left in float until the task metric
+    fits the accuracy budget (tflite_accuracy_aware.py)."""
+
+    name = "int8_aa"
+    variant_name = "tflite_int8_aa"
+    description = "TFLite full int8, harmful layers in float until the metric fits the budget"
+    tflite_mode = "int8"
+    needs_calibration = True
+    needs_held_out = True
+    requirements = ("int8",)
+    # Off by default: the search converts and scores the model once per step.
+    default = False
+
+    def run(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: GraphSignature,
+        calibration: list[np.ndarray] | None,
+        output_dir: str,
+        settings: QuantizeSettings,
+        held_out: Any = None,  # common.held_out.HeldOut
+    ) -> ModeOutcome:
+        from components.quantizer.tflite_accuracy_aware import search_tflite_int8, write_search
+
+        if calibration is None or held_out is None:
+            raise UserInputError(f"{self.name} needs calibration and held-out examples.")
+        arrays = [a[: settings.num_calibration] for a in calibration]
+        found = search_tflite_int8(graph_def, signature, arrays, held_out, settings.int8_search)
+        outcome = self.convert(
+            graph_def, signature, calibration, output_dir, settings, found.search.chosen.excluded
+        )
+        write_search(found, output_dir)
+        outcome.properties.update(search_properties(found.search, found.seconds))
+        return outcome
+
+
+def search_properties(search: Any, seconds: float) -> dict[str, Any]:
+    """What an accuracy-aware variant records in MLMD (common.int8_fallback.FallbackSearch)."""
+    return {
+        "fallback_layer_count": len(search.fallback_layers),
+        "fallback_layers": list(search.fallback_layers),
+        "int8_search_drop": search.chosen.metric_drop,
+        "naive_int8_drop": search.steps[0].metric_drop,
+        "int8_search_reachable": int(search.reachable),
+        "int8_search_stop_reason": search.stop_reason,
+        "int8_search_steps": len(search.steps),
+        "int8_search_seconds": round(seconds, 3),
+        "int8_search_summary": search.summary(),
+    }
 
 
 @register_mode
@@ -263,14 +337,20 @@ class OneDnnInt8(QuantizeMode):
         output_dir: str,
         settings: QuantizeSettings,
     ) -> ModeOutcome:
-        from components.common.graph_io import GRAPH_FILENAME
-        from components.quantizer.onednn_int8 import quantize_onednn_int8, write_onednn_int8
+        from components.quantizer.onednn_int8 import quantize_onednn_int8
 
         if calibration is None:
             raise UserInputError("onednn_int8 needs calibration examples; none were given.")
         result = quantize_onednn_int8(
             graph_def, signature, calibration, num_calibration=settings.num_calibration
         )
+        return self.publish(result, signature, output_dir)
+
+    def publish(self, result: Any, signature: GraphSignature, output_dir: str) -> ModeOutcome:
+        """Writes a OneDnnInt8Result whose kernels run here; raises when they do not."""
+        from components.common.graph_io import GRAPH_FILENAME
+        from components.quantizer.onednn_int8 import write_onednn_int8
+
         if result.kernels is not None and result.kernels.error:
             # Publishing it would only move the failure to the Benchmarker, with a vaguer
             # message; on a CPU without AVX-512, TF 2.16's oneDNN int8 matmul returns no
@@ -301,6 +381,45 @@ class OneDnnInt8(QuantizeMode):
                 "graph_file": GRAPH_FILENAME,
             },
         )
+
+
+@register_mode
+class OneDnnInt8AccuracyAware(OneDnnInt8):
+    """oneDNN int8 with its most harmful chains left in float until the task metric fits
+    the accuracy budget (onednn_accuracy_aware.py)."""
+
+    name = "onednn_int8_aa"
+    variant_name = "onednn_int8_aa"
+    needs_held_out = True
+    description = "TF graph on oneDNN int8 kernels, harmful layers in float to fit the budget"
+    default = False  # The search rewrites and scores the graph once per step.
+
+    def run(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: GraphSignature,
+        calibration: list[np.ndarray] | None,
+        output_dir: str,
+        settings: QuantizeSettings,
+        held_out: Any = None,  # common.held_out.HeldOut
+    ) -> ModeOutcome:
+        from components.common.int8_fallback import write_search_record
+        from components.quantizer.onednn_accuracy_aware import search_onednn_int8
+
+        if calibration is None or held_out is None:
+            raise UserInputError(f"{self.name} needs calibration and held-out examples.")
+        found = search_onednn_int8(
+            graph_def,
+            signature,
+            calibration,
+            held_out,
+            settings.int8_search,
+            settings.num_calibration,
+        )
+        outcome = self.publish(found.int8, signature, output_dir)
+        write_search_record(found.to_json(), output_dir)
+        outcome.properties.update(search_properties(found.search, found.seconds))
+        return outcome
 
 
 def int8_isa_summary(isa: tuple[str, ...] | list[str]) -> dict[str, Any]:

@@ -100,30 +100,37 @@ class OneDnnInt8Result:
         }
 
 
-def quantize_onednn_int8(
+@dataclasses.dataclass
+class PreparedGraph:
+    """The canonical fp32 graph, its int8 chains and their calibrated ranges: everything
+    `build_onednn_int8` needs to rewrite any subset of the chains (the accuracy-aware
+    search rewrites many subsets of one calibration)."""
+
+    original: tf.compat.v1.GraphDef
+    canonical: Any  # onednn.canonicalize.Canonical
+    signature: GraphSignature
+    chains: list[Any]  # onednn.patterns.ContractionChain, in graph order
+    left_float: list[Any]  # What find_chains could not quantize, with why
+    ranges: dict[str, Any]
+    samples: list[np.ndarray]
+    calibration_samples: int
+    canonical_max_abs_diff: float
+    protected: set[str]
+
+
+def prepare_onednn_int8(
     graph_def: tf.compat.v1.GraphDef,
     signature: GraphSignature,
     calibration_inputs: np.ndarray | Sequence[np.ndarray],
     num_calibration: int = DEFAULT_NUM_CALIBRATION,
     *,
     batch_size: int = 16,
-    check_kernels: bool = True,
-) -> OneDnnInt8Result:
-    """Quantizes a frozen fp32 graph's convolutions and matmuls to oneDNN int8 ops.
-
-    `calibration_inputs` are real examples, one array per signature input (a bare array
-    for a one-input graph; the first `num_calibration` are used). With `check_kernels`,
-    the result is run once in a subprocess with ONEDNN_VERBOSE=1 to record which kernels
-    and ISA were selected. Raises UserInputError for unusable calibration data.
-    """
-    import tensorflow as tf
-
+) -> PreparedGraph:
+    """Steps 1-3 of the module doc: canonicalize, find the chains, calibrate."""
     from components.common.calibration import check_calibration_inputs
     from components.quantizer.onednn.calibration import collect_ranges
     from components.quantizer.onednn.canonicalize import canonicalize
-    from components.quantizer.onednn.kernel_check import inspect_kernels
     from components.quantizer.onednn.patterns import find_chains
-    from components.quantizer.onednn.rewrite import KeptFloat, rewrite_to_int8
 
     samples = check_calibration_inputs(
         signature, calibration_inputs, num_calibration, "onednn_int8"
@@ -143,8 +150,38 @@ def quantize_onednn_int8(
         batch_size=batch_size,
     )
     canonical_diff = _max_abs_diff(graph_def, signature, samples, calibration.first_batch_outputs)
+    return PreparedGraph(
+        original=graph_def,
+        canonical=canonical,
+        signature=signature,
+        chains=chains,
+        left_float=left_float,
+        ranges=calibration.ranges,
+        samples=samples,
+        calibration_samples=calibration.samples,
+        canonical_max_abs_diff=canonical_diff,
+        protected=protected,
+    )
+
+
+def build_onednn_int8(
+    prepared: PreparedGraph, float_chains: Sequence[str] = (), *, check_kernels: bool = True
+) -> OneDnnInt8Result:
+    """Step 4 (and 5): the int8 graph with every chain but `float_chains` (their heads)."""
+    import tensorflow as tf
+
+    from components.quantizer.onednn.kernel_check import inspect_kernels
+    from components.quantizer.onednn.rewrite import KeptFloat, rewrite_to_int8
+
+    signature = prepared.signature
+    left = set(float_chains)
+    chains = [c for c in prepared.chains if c.head not in left]
     rewritten = rewrite_to_int8(
-        canonical.graph_def, chains, calibration.ranges, signature.output_tensor_names, protected
+        prepared.canonical.graph_def,
+        chains,
+        prepared.ranges,
+        signature.output_tensor_names,
+        prepared.protected,
     )
     # The rewrite leaves the replaced fp32 weights behind, unreachable from the outputs:
     # on MobileNetV2 that was 14 MB of float32 constants in a 17.7 MB graph.pb.
@@ -153,9 +190,15 @@ def quantize_onednn_int8(
     )
     kernels = None
     if check_kernels:
-        kernels = inspect_kernels(rewritten.graph_def, signature, [s[:1] for s in samples])
+        kernels = inspect_kernels(rewritten.graph_def, signature, [s[:1] for s in prepared.samples])
 
-    kept_float = [KeptFloat(f.name, f.op, f.reason) for f in left_float] + rewritten.kept_float
+    kept_float = [KeptFloat(f.name, f.op, f.reason) for f in prepared.left_float]
+    kept_float += [
+        KeptFloat(c.head, c.op, "left in float by the accuracy-aware search")
+        for c in prepared.chains
+        if c.head in left
+    ]
+    kept_float += rewritten.kept_float
     return OneDnnInt8Result(
         graph_def=rewritten.graph_def,
         chains=rewritten.chains,
@@ -163,12 +206,34 @@ def quantize_onednn_int8(
         quantized_op_counts=dict(collections.Counter(c.fp32_op for c in rewritten.chains)),
         float_op_counts=_float_compute_ops(rewritten.graph_def),
         int8_op_counts=_int8_ops(rewritten.graph_def),
-        calibration_samples=calibration.samples,
+        calibration_samples=prepared.calibration_samples,
         activation_ranges=rewritten.ranges_used,
-        folded_affine_chains=canonical.folded_affine_chains,
-        canonical_max_abs_diff=canonical_diff,
+        folded_affine_chains=prepared.canonical.folded_affine_chains,
+        canonical_max_abs_diff=prepared.canonical_max_abs_diff,
         kernels=kernels,
     )
+
+
+def quantize_onednn_int8(
+    graph_def: tf.compat.v1.GraphDef,
+    signature: GraphSignature,
+    calibration_inputs: np.ndarray | Sequence[np.ndarray],
+    num_calibration: int = DEFAULT_NUM_CALIBRATION,
+    *,
+    batch_size: int = 16,
+    check_kernels: bool = True,
+) -> OneDnnInt8Result:
+    """Quantizes a frozen fp32 graph's convolutions and matmuls to oneDNN int8 ops.
+
+    `calibration_inputs` are real examples, one array per signature input (a bare array
+    for a one-input graph; the first `num_calibration` are used). With `check_kernels`,
+    the result is run once in a subprocess with ONEDNN_VERBOSE=1 to record which kernels
+    and ISA were selected. Raises UserInputError for unusable calibration data.
+    """
+    prepared = prepare_onednn_int8(
+        graph_def, signature, calibration_inputs, num_calibration, batch_size=batch_size
+    )
+    return build_onednn_int8(prepared, check_kernels=check_kernels)
 
 
 def write_onednn_int8(

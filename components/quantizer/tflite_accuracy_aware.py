@@ -2,7 +2,7 @@
 fallback through `denylisted_nodes` until the task metric fits the budget.
 
     result = search_tflite_int8(graph_def, signature, calibration, held_out,
-                                FallbackBudget(max_drop=0.01))
+                                Int8SearchSettings(max_accuracy_drop=0.01))
     result.model_content          # the chosen .tflite (batch 1)
     result.search.fallback_layers, result.search.summary()
     result.sensitivity            # [LayerSensitivity], graph order
@@ -27,20 +27,21 @@ Runs in the producer's isolated child, like every conversion (quantizer/modes.py
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from components.common.held_out import HeldOut
 from components.common.int8_fallback import (
-    FallbackBudget,
     FallbackSearch,
+    Int8SearchSettings,
     LayerSensitivity,
     StepMeasurement,
     excluded_layers,
     search_fallback,
+    write_search_record,
 )
 from components.common.signature import GraphSignature
 
@@ -57,42 +58,13 @@ LATENCY_WARMUP = 5
 
 
 @dataclasses.dataclass(frozen=True)
-class HeldOut:
-    """Evaluation examples for the search: inputs in signature order, and their labels."""
-
-    inputs: list[np.ndarray]
-    labels: np.ndarray
-    task: Any  # components.common.tasks.Task, scoring `output_index`'s output.
-    output_index: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.inputs or len(self.labels) != len(self.inputs[0]):
-            raise ValueError("held-out inputs and labels must hold the same examples")
-
-    def metric(self, run: Callable[..., list[np.ndarray]]) -> float:
-        """The task's primary metric of `run` (one example per call) over the examples."""
-        from components.common.tasks import Counts
-
-        counts = Counts()
-        for i in range(len(self.labels)):
-            outputs = run(*[a[i : i + 1] for a in self.inputs])
-            scores = outputs[self.output_index]
-            counts = counts.merge(self.task.count(scores, self.labels[i : i + 1], None))
-        return float(self.task.metrics(counts)[self.task.primary_metric])
-
-    def drop(self, reference: float, value: float) -> float:
-        """How much worse `value` is than `reference` (negative: better)."""
-        higher = self.task.higher_is_better[self.task.primary_metric]
-        return reference - value if higher else value - reference
-
-
-@dataclasses.dataclass(frozen=True)
 class AccuracyAwareResult:
     model_content: bytes
     search: FallbackSearch
     sensitivity: list[LayerSensitivity]
     float_metric: float
     float_latency_ms: float  # The float TFLite model's, timed as the steps are.
+    max_drop: float  # The budget the search kept to, in the metric's units.
     held_out_examples: int
     sensitivity_samples: int
     seconds: float
@@ -103,6 +75,7 @@ class AccuracyAwareResult:
             "error_metric": ERROR_METRIC,
             "float_metric": self.float_metric,
             "float_latency_ms": round(self.float_latency_ms, 4),
+            "max_drop": self.max_drop,
             "held_out_examples": self.held_out_examples,
             "sensitivity_samples": self.sensitivity_samples,
             "sensitivity": [layer.to_json() for layer in self.sensitivity],
@@ -161,18 +134,22 @@ def search_tflite_int8(
     signature: GraphSignature,
     calibration: list[np.ndarray],
     held_out: HeldOut,
-    budget: FallbackBudget,
-    exclude: Sequence[str] = (),
+    settings: Int8SearchSettings,
     num_threads: int = 1,
 ) -> AccuracyAwareResult:
-    """Calibrates once, ranks the layers, and searches the float fallback (module doc)."""
+    """Calibrates once, ranks the layers, and searches the float fallback (module doc).
+
+    The budget is the Benchmarker's (settings.budget), in the task metric's units, and
+    `settings.exclude` layers stay in float from the start.
+    """
     from components.common.graph_io import graph_def_callable
 
     started = time.monotonic()
     debugger, measured = _debugger(graph_def, signature, calibration)
     sensitivity = layer_sensitivity(debugger, measured)
-    user_excluded = excluded_layers(exclude, sensitivity, MODE)
+    user_excluded = excluded_layers(settings.exclude, sensitivity, MODE)
     float_metric = held_out.metric(graph_def_callable(graph_def, signature))
+    budget = settings.budget(held_out.plan.task_name, float_metric)
     float_latency = _latency_ms(_float_model(graph_def, signature), held_out, num_threads)
     models: dict[tuple[str, ...], bytes] = {}
 
@@ -193,6 +170,7 @@ def search_tflite_int8(
         sensitivity=sensitivity,
         float_metric=float_metric,
         float_latency_ms=float_latency,
+        max_drop=budget.max_drop,
         held_out_examples=len(held_out.labels),
         sensitivity_samples=len(measured),
         seconds=time.monotonic() - started,
@@ -404,10 +382,5 @@ def _latency_ms(content: bytes, held_out: HeldOut, num_threads: int) -> float:
 
 
 def write_search(result: AccuracyAwareResult, output_dir: str) -> str:
-    """`accuracy_aware.json` beside the model: the sensitivity table and every step."""
-    import json
-
-    path = os.path.join(output_dir, "accuracy_aware.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result.to_json(), f, indent=2)
-    return path
+    """The search record beside the model (int8_fallback.SEARCH_FILENAME)."""
+    return write_search_record(result.to_json(), output_dir)

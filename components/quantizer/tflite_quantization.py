@@ -128,6 +128,7 @@ def quantize_to_tflite(
     *,
     extra_batch_sizes: Sequence[int] = (),
     allow_float_fallback: bool = True,
+    float_layers: Sequence[str] = (),
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> QuantizationResult:
     """Converts a frozen graph to a static-batch .tflite in `mode`, in a subprocess.
@@ -142,6 +143,8 @@ def quantize_to_tflite(
         `batch_<n>/model.tflite` files converted in the same subprocess.
       allow_float_fallback: for `int8`, let ops without an int8 kernel stay in float
         (they are listed in `float_ops`); False makes such a model fail to convert.
+      float_layers: for `int8`, layers (output tensor names) to leave in float, as
+        the accuracy-aware search chose them (tflite_accuracy_aware.py).
 
     Raises:
       UserInputError: bad arguments (unknown mode, missing calibration data, ...).
@@ -158,6 +161,7 @@ def quantize_to_tflite(
             "mode": mode,
             "inference_io_type": inference_io_type,
             "allow_float_fallback": allow_float_fallback,
+            "float_layers": list(float_layers),
             "graph_dir": work_dir,
             "calibration_path": None,
             "models_dir": os.path.join(work_dir, "models"),
@@ -692,6 +696,7 @@ def convert_all(request: dict[str, Any]) -> dict[str, Any]:
             calibration,
             request["inference_io_type"],
             request["allow_float_fallback"],
+            request.get("float_layers") or (),
         )
         conversion_seconds += time.monotonic() - started
         path = os.path.join(request["models_dir"], f"batch_{size}.tflite")

@@ -234,7 +234,7 @@ def parse(page: str) -> ElementCollector:
 def test_build_report_is_strict_json_with_schema_version(report):
     text = json.dumps(report, allow_nan=False)
 
-    assert json.loads(text)["schema_version"] == REPORT_SCHEMA_VERSION == "2.1"
+    assert json.loads(text)["schema_version"] == REPORT_SCHEMA_VERSION == "2.2"
     assert report["started_at"] == "2026-11-22T03:00:00+00:00"
     assert report["duration_s"] == 95.0
     assert report["batch_sizes"] == [1, 8, 32]
@@ -387,7 +387,7 @@ def test_report_custom_properties_name_the_winner_and_per_variant_numbers(report
     properties = report_custom_properties(report)
 
     assert properties["winner"] == "tflite_fp32" and properties["blessed"] == 1
-    assert properties["schema_version"] == "2.1"
+    assert properties["schema_version"] == "2.2"
     assert properties["baseline_p50_ms"] == properties["frozen_graph.p50_ms"]
     assert properties["tflite_fp32.speedup_p50"] > 5
     assert "xla_aot.p50_ms" not in properties

@@ -21,9 +21,9 @@ from components.benchmarker.selection import (
     Selection,
     VariantResult,
     choose_best_variant,
-    parse_metric_budget,
 )
 from components.benchmarker.stats import LatencySummary, MeasurementResult
+from components.common.tasks import parse_metric_budget
 
 
 def measurement(

@@ -14,6 +14,7 @@ from components.common.int8_fallback import (
     FallbackBudget,
     LayerSensitivity,
     StepMeasurement,
+    display_names,
     excluded_layers,
     harm_score,
     rank_layers,
@@ -187,3 +188,13 @@ def test_pruning_puts_back_in_int8_a_layer_the_budget_does_not_need():
     assert calls[-1] == ("conv1",)
     assert search.chosen.excluded == ("conv1",) and search.reachable
     assert search.fallback_layers == ("conv1",)
+
+
+def test_display_names_drop_fused_op_tails_and_the_scopes_every_layer_shares():
+    names = [
+        "StatefulPartitionedCall/functional_1/conv_1/Relu;StatefulPartitionedCall/x/BiasAdd",
+        "StatefulPartitionedCall/functional_1/max_pooling2d/MaxPool2d",
+        "Identity",
+    ]
+    assert display_names(names) == ["conv_1/Relu", "max_pooling2d/MaxPool2d", "Identity"]
+    assert display_names(["a/b/c"], context=["a/b/d", "a/e/f"]) == ["b/c"]

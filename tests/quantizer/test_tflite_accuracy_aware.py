@@ -9,45 +9,18 @@ per-layer error, and stay faster than the float TFLite model.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from components.common.errors import UserInputError
-from components.common.int8_fallback import FallbackBudget
+from components.common.int8_fallback import Int8SearchSettings
 from components.quantizer.tflite_accuracy_aware import (
-    HeldOut,
     channel_normalized_mse,
     layer_macs,
     search_tflite_int8,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@dataclasses.dataclass(frozen=True)
-class Outlier:
-    frozen: object  # FrozenModel
-    calibration: list[np.ndarray]
-    held_out: HeldOut
-    float_top1: float
-
-
-@pytest.fixture(scope="module")
-def outlier(tmp_path_factory) -> Outlier:
-    from components.common.tasks import make_task
-    from components.freezer.freezing import freeze_saved_model
-    from pipelines.examples.outlier_digits import write_outlier_digits
-    from tests.conftest import read_labelled_images
-
-    written = write_outlier_digits(str(tmp_path_factory.mktemp("outlier_digits")))
-    frozen = freeze_saved_model(written.model_uri)
-    train = read_labelled_images(written.examples_uri, frozen.signature, "train")
-    evaluation = read_labelled_images(written.examples_uri, frozen.signature, "eval")
-    task = make_task("multiclass", frozen.signature.outputs[0])
-    held_out = HeldOut([evaluation.images], evaluation.labels, task)
-    return Outlier(frozen, [train.images[:200]], held_out, written.eval_accuracy)
 
 
 def test_naive_int8_fails_and_the_search_restores_it_within_one_point(outlier):
@@ -61,7 +34,11 @@ def test_naive_int8_fails_and_the_search_restores_it_within_one_point(outlier):
     assert outlier.float_top1 - naive_top1 > 0.02, (outlier.float_top1, naive_top1)
 
     result = search_tflite_int8(
-        graph_def, signature, outlier.calibration, outlier.held_out, FallbackBudget(0.01)
+        graph_def,
+        signature,
+        outlier.calibration,
+        outlier.held_out,
+        Int8SearchSettings(max_accuracy_drop=0.01),
     )
     search = result.search
     assert search.steps[0].excluded == ()
@@ -89,8 +66,7 @@ def test_an_exclusion_that_matches_no_layer_names_the_layers(outlier):
             outlier.frozen.signature,
             outlier.calibration,
             outlier.held_out,
-            FallbackBudget(0.01),
-            exclude=["re:no_such_layer.*"],
+            Int8SearchSettings(max_accuracy_drop=0.01, exclude=("re:no_such_layer.*",)),
         )
 
 
