@@ -7,10 +7,10 @@ The classic failure of per-tensor activation ranges, built on purpose:
 1. A small CNN (conv-ReLU, conv-ReLU, pooling, dense softmax; no batch norm, which
    would undo step 2) is trained on scikit-learn's bundled digits, as the embedded
    default is.
-2. One output channel of the first convolution is scaled up by `OUTLIER_SCALE` (its
-   kernel and bias), and the second convolution's weights reading that channel are
-   scaled down by the same factor. ReLU is positively homogeneous, so the float model
-   computes exactly the same function (up to float rounding).
+2. The most active output channel of the first convolution is scaled up by
+   `OUTLIER_SCALE` (its kernel and bias), and the second convolution's weights reading
+   that channel are scaled down by the same factor. ReLU is positively homogeneous, so
+   the float model computes exactly the same function (up to float rounding).
 3. In int8, the first convolution's output tensor gets one scale for all its channels,
    set by the outlier channel: the other channels fall into a handful of levels. And
    the second convolution's weights for the outlier channel are tiny beside its
@@ -33,7 +33,6 @@ from pipelines.embedded_default import NUM_CLASSES, SEED, load_digit_images, spl
 # Large enough that per-tensor int8 leaves the ordinary channels a few levels: their
 # activations are O(1), the outlier's O(OUTLIER_SCALE).
 OUTLIER_SCALE = 300.0
-OUTLIER_CHANNEL = 0
 FIRST_CONV = "conv_outlier"
 SECOND_CONV = "conv_reader"
 
@@ -49,18 +48,31 @@ def build_outlier_digits_cnn():  # -> keras.Model
     import keras
 
     inputs = keras.Input((32, 32, 1), name="image")
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name=FIRST_CONV)(inputs)
+    # Wide enough (about 10 M MACs per digit) that int8 kernels repay their quantize and
+    # reorder steps: at 16-32-32 filters (2 M MACs), TF's per-call overhead hid the int8
+    # speed-up (oneDNN int8 1.15 ms against fp32 1.12 ms a call; 1.11 against 1.39 here).
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu", name=FIRST_CONV)(inputs)
     x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name=SECOND_CONV)(x)
+    x = keras.layers.Conv2D(128, 3, padding="same", activation="relu", name=SECOND_CONV)(x)
     x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_3")(x)
+    x = keras.layers.Conv2D(128, 3, padding="same", activation="relu", name="conv_3")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(64, activation="relu", name="dense")(x)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs)
 
 
-def add_outlier_channel(model, scale: float = OUTLIER_SCALE, channel: int = OUTLIER_CHANNEL):
+def most_active_channel(model, images: np.ndarray) -> int:
+    """The first conv's channel with the largest mean activation: a live one (a channel
+    ReLU keeps at zero would carry its scale to nothing)."""
+    import keras
+
+    probe = keras.Model(model.inputs, model.get_layer(FIRST_CONV).output)
+    activations = probe.predict(images, verbose=0)
+    return int(np.argmax(activations.reshape(-1, activations.shape[-1]).mean(axis=0)))
+
+
+def add_outlier_channel(model, channel: int, scale: float = OUTLIER_SCALE):
     """Scales `channel` of the first conv up by `scale` and its reader down (same function)."""
     first, second = model.get_layer(FIRST_CONV), model.get_layer(SECOND_CONV)
     kernel, bias = first.get_weights()
@@ -87,7 +99,7 @@ def train_outlier_digits(epochs: int = 12):  # -> (keras.Model, eval_x, eval_y, 
         metrics=["accuracy"],
     )
     model.fit(train_x, train_y, epochs=epochs, batch_size=32, shuffle=True, verbose=0)
-    add_outlier_channel(model)
+    add_outlier_channel(model, most_active_channel(model, train_x[:256]))
     return model, (train_x, train_y), (eval_x, eval_y)
 
 
