@@ -20,6 +20,8 @@ import os
 import numpy as np
 import pytest
 
+from tests.report_checks import assert_blessed_unless_starved
+
 pytestmark = pytest.mark.slow
 
 EXAMPLE_SPLITS = ("Split-train", "Split-eval")
@@ -126,26 +128,8 @@ def _check_split_case(report: dict) -> dict[str, dict]:
     assert "preprocessed" in fed.values()
     tables = report["data"]["preprocessing"]["tables"]
     assert tables and all(t["key_dtype"] == "string" for t in tables)  # The vocabulary.
-    _assert_blessed_unless_starved(report)
+    assert_blessed_unless_starved(report)
     return rows
-
-
-def _assert_blessed_unless_starved(report: dict) -> None:
-    """A variant is blessed, unless other load starved every timing of the faithful ones.
-
-    On a starved machine (CI shares its cores; the hypervisor stole 30-43% of the CPU in
-    one run) the Benchmarker must refuse to bless rather than compare corrupted figures.
-    Then the frozen graph, which is faithful by construction, must be kept out only for
-    its timing, and the report must say why.
-    """
-    selection = report["selection"]
-    if selection["blessed"]:
-        return
-    [frozen] = [v for v in selection["verdicts"] if v["name"] == "frozen_graph"]
-    timing = ("latency timing contaminated", "unstable latency", "throughput")
-    assert frozen["reasons"] and all(r.startswith(timing) for r in frozen["reasons"]), frozen
-    assert any("contaminated" in r for r in frozen["reasons"]), frozen
-    assert any("starved" in w for w in report["warnings"]), report["warnings"]
 
 
 def test_breast_cancer_binary_classifier_after_csv_example_gen_transform_and_trainer(tmp_path):
@@ -208,5 +192,5 @@ def test_digits_png_classifier_after_import_example_gen_and_trainer(tmp_path):
     for name in ("frozen_graph", "tflite_float16", "tflite_int8"):
         assert rows[name]["status"] == "ok", (name, rows[name]["failure_reason"])
         assert rows[name]["agreement"] > 0.97, name
-    _assert_blessed_unless_starved(report)
+    assert_blessed_unless_starved(report)
     assert np.isfinite(rows["tflite_int8"]["speedup_vs_baseline_p50"])
