@@ -8,7 +8,8 @@
    its reader's weights scaled down (the same function in float, a per-tensor int8
    failure).
 2. Runs `inference-optimizer run` once with every int8 mode and its accuracy-aware kind
-   this machine can run (TFLite; oneDNN where the CPU has AVX-512), so that every
+   this machine can run (TFLite, ONNX Runtime, OpenVINO; oneDNN where the CPU has
+   AVX-512), so that every
    latency below comes from one run on one machine.
 3. Prints and writes `<output>/outlier_int8.json` and `.txt`, per mode: naive int8's
    top-1 drop and speedup, the accuracy-aware variant's drop, speedup and layers in
@@ -29,7 +30,12 @@ import sys
 import time
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = (("tflite_int8", "tflite_int8_aa"), ("onednn_int8", "onednn_int8_aa"))
+MODES = (
+    ("tflite_int8", "tflite_int8_aa"),
+    ("onednn_int8", "onednn_int8_aa"),
+    ("onnx_int8", "onnx_int8_aa"),
+    ("openvino_int8", "openvino_int8_aa"),
+)
 BUDGET = 0.01
 
 
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         record = (report.get("accuracy_aware") or {}).get(aware) or {}
         search = record.get("search") or {}
+        ranked = {layer["name"] for layer in record.get("sensitivity", [])}
         results.append(
             {
                 "mode": naive,
@@ -89,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                 "aware_drop": baseline - rows[aware]["metrics"]["top1"],
                 "aware_speedup": rows[aware].get("speedup_vs_baseline_p50"),
                 "aware_p50_ms": rows[aware]["latency"]["summary"]["p50_ms"],
-                "layers_in_float": search.get("fallback_layers", []),
+                # The ranked layers; a group's MAC-free ops (ORT's segments) go with them.
+                "layers_in_float": [n for n in search.get("fallback_layers", []) if n in ranked],
+                "calibration_method": record.get("calibration_method", "minmax"),
                 "search_steps": len(search.get("steps", [])),
                 "search_seconds": search.get("seconds"),
                 "stop_reason": search.get("stop_reason"),
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": report["fingerprint"].get("cpu_model"),
         "baseline_top1": baseline,
         "baseline_p50_ms": rows["baseline"]["latency"]["summary"]["p50_ms"],
+        "frozen_graph_p50_ms": rows["frozen_graph"]["latency"]["summary"]["p50_ms"],
         "float_model_top1_at_build": written.eval_accuracy,
         "run_wall_s": round(wall, 1),
         "blessed": report["selection"].get("winner"),
@@ -134,19 +144,21 @@ def _short(name: str) -> str:
 def _table(facts: dict) -> str:
     lines = [
         f"Outlier digits CNN on {facts['cpu']}: baseline top-1 {facts['baseline_top1']:.4f}, "
-        f"p50 {facts['baseline_p50_ms']:.4g} ms; one run, {facts['run_wall_s']} s; blessed "
+        f"p50 {facts['baseline_p50_ms']:.4g} ms (frozen graph {facts['frozen_graph_p50_ms']:.4g} "
+        f"ms); one run, {facts['run_wall_s']} s; blessed "
         f"{facts['blessed']}",
         "",
         "| mode | naive int8 drop | naive speedup | accuracy-aware drop | accuracy-aware "
-        "speedup | layers in float | search |",
-        "|---|---|---|---|---|---|---|",
+        "speedup | layers in float | calibration | search |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in facts["modes"]:
         layers = ", ".join(_short(n) for n in r["layers_in_float"]) or "none"
         lines.append(
             f"| {r['mode']} | {100 * r['naive_drop']:+.1f} pt | {_x(r['naive_speedup'])} | "
             f"{100 * r['aware_drop']:+.1f} pt | {_x(r['aware_speedup'])} | "
-            f"{len(r['layers_in_float'])}: {layers} | {r['search_steps']} steps, "
+            f"{len(r['layers_in_float'])}: {layers} | {r['calibration_method']} | "
+            f"{r['search_steps']} steps, "
             f"{r['search_seconds']:.1f} s ({r['stop_reason']}) |"
         )
     return "\n".join(lines)

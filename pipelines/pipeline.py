@@ -13,7 +13,12 @@ from typing import Any
 
 from components.benchmarker.selection import DEFAULT_MAX_ACCURACY_DROP
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
-from components.common.int8_fallback import DEFAULT_MAX_FALLBACK_LAYERS, DEFAULT_SEARCH_BUDGET_S
+from components.common.held_out import DEFAULT_HELD_OUT_EXAMPLES
+from components.common.int8_fallback import (
+    CALIBRATION_AUTO,
+    DEFAULT_MAX_FALLBACK_LAYERS,
+    DEFAULT_SEARCH_BUDGET_S,
+)
 
 DEFAULT_PIPELINE_NAME = "inference-optimizer"
 # Where the variant kinds' hardware rules are decided: on this machine when it also runs
@@ -86,6 +91,8 @@ class PipelineSettings:
     int8_exclude: tuple[str, ...] = ()
     max_fallback_layers: int = DEFAULT_MAX_FALLBACK_LAYERS
     int8_search_budget_s: float = DEFAULT_SEARCH_BUDGET_S
+    int8_calibration: str = CALIBRATION_AUTO
+    int8_held_out_examples: int = DEFAULT_HELD_OUT_EXAMPLES
 
     def __post_init__(self) -> None:
         from components.benchmarker.run_parameters import run_parameter_problems
@@ -188,6 +195,8 @@ class PipelineSettings:
             exclude=tuple(self.int8_exclude),
             max_fallback_layers=self.max_fallback_layers,
             search_budget_s=self.int8_search_budget_s,
+            calibration_method=self.int8_calibration,
+            held_out_examples=self.int8_held_out_examples,
             max_accuracy_drop=self.max_accuracy_drop,
             max_metric_drop=self.max_metric_drop,
             labels=self.label_settings().to_json(),
@@ -274,6 +283,7 @@ def _runtime_converter(kind: Any, given: _ProducerInputs) -> Any:
         eval_split=given.settings.eval_split,
         feed_settings=given.settings.feed_settings(),
         memory_budget_bytes=given.settings.memory_budget_bytes,
+        int8_search=given.settings.int8_search(),
     )
 
 

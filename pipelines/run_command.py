@@ -15,6 +15,9 @@ from typing import Any
 
 # pipelines.pipeline imports TFX only inside create_pipeline, so this stays light.
 from components.benchmarker.run_parameters import OBJECTIVES
+from components.common.calibration import DEFAULT_NUM_CALIBRATION
+from components.common.held_out import DEFAULT_HELD_OUT_EXAMPLES
+from components.common.int8_fallback import CALIBRATION_AUTO, CALIBRATION_METHODS
 from pipelines.pipeline import DEFAULT_PIPELINE_NAME, PipelineSettings
 
 TASK_CHOICES = ("auto", "multiclass", "binary", "regression")
@@ -60,6 +63,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="split int8 calibrates on (default auto: train if present, else a hashed "
         "quarter of --split that evaluation then leaves out)",
+    )
+    run.add_argument(
+        "--num-calibration",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"calibration examples every int8 kind calibrates on (default: "
+        f"{DEFAULT_NUM_CALIBRATION})",
     )
     run.add_argument(
         "--feature-map",
@@ -203,6 +214,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="time bound on each kind's search; when hit, the best found so far is kept "
         "and says so (default: 600)",
+    )
+    search.add_argument(
+        "--held-out-examples",
+        dest="int8_held_out_examples",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"evaluation records each search step is scored on (default: "
+        f"{DEFAULT_HELD_OUT_EXAMPLES}; never the calibration records)",
+    )
+    search.add_argument(
+        "--int8-calibration",
+        choices=(CALIBRATION_AUTO, *CALIBRATION_METHODS),
+        default=None,
+        help="how activation ranges are calibrated; auto (the default) tries every method "
+        "the kind's quantizer offers on full int8 and keeps the one that loses least "
+        "(entropy: the histogram method). TFLite and oneDNN offer minmax only",
     )
     run.add_argument(
         "--transforms",
@@ -393,6 +421,9 @@ def pipeline_settings(args: argparse.Namespace):  # -> pipelines.pipeline.Pipeli
         "int8_exclude",
         "max_fallback_layers",
         "int8_search_budget_s",
+        "int8_calibration",
+        "num_calibration",
+        "int8_held_out_examples",
     ):
         if getattr(args, field, None) is not None:
             values[field] = getattr(args, field)

@@ -80,3 +80,55 @@ def digits_eval(embedded_default, frozen_digits):
 def digits_train(embedded_default, frozen_digits):
     """The digits the CNN was trained on: what int8 calibration reads."""
     return read_labelled_images(embedded_default.examples_uri, frozen_digits.signature, "train")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outlier:
+    frozen: object  # FrozenModel
+    calibration: list[np.ndarray]
+    held_out: object  # components.common.held_out.HeldOut
+    float_top1: float
+
+    def write_graph(self, directory: str) -> str:
+        """The frozen graph as a FrozenGraph artifact folder (graph.pb, signature.json)."""
+        from components.common.graph_io import save_graph_def
+
+        save_graph_def(self.frozen.graph_def, directory)
+        self.frozen.signature.save(directory)
+        return directory
+
+    def search(self, mode: str, output: str, max_drop: float = 0.01):
+        """Runs a RuntimeConverter accuracy-aware mode on it: (outcome, search record)."""
+        from components.common.int8_fallback import Int8SearchSettings, read_search_record
+        from components.runtime_converter.modes import ConvertSettings, get_mode
+
+        outcome = get_mode(mode).run(
+            self.write_graph(os.path.join(output, "graph")),
+            self.frozen.signature,
+            self.calibration,
+            os.path.join(output, "out"),
+            ConvertSettings(
+                num_calibration=200,
+                int8_search=Int8SearchSettings(max_accuracy_drop=max_drop),
+            ),
+            held_out=self.held_out,
+        )
+        return outcome, read_search_record(os.path.join(output, "out"))
+
+
+@pytest.fixture(scope="session")
+def outlier(tmp_path_factory) -> Outlier:
+    """The outlier digits CNN (pipelines/examples/outlier_digits.py), frozen, with its
+    calibration digits and held-out digits scored for top-1."""
+    from components.common.held_out import HeldOut
+    from components.common.tasks import OutputPlan
+    from components.freezer.freezing import freeze_saved_model
+    from pipelines.examples.outlier_digits import write_outlier_digits
+
+    written = write_outlier_digits(str(tmp_path_factory.mktemp("outlier_digits")))
+    frozen = freeze_saved_model(written.model_uri)
+    train = read_labelled_images(written.examples_uri, frozen.signature, "train")
+    evaluation = read_labelled_images(written.examples_uri, frozen.signature, "eval")
+    plan = OutputPlan(frozen.signature.outputs[0], "multiclass", "label")
+    held_out = HeldOut([evaluation.images], evaluation.labels, plan)
+    return Outlier(frozen, [train.images[:200]], held_out, written.eval_accuracy)

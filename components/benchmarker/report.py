@@ -434,6 +434,11 @@ def _explanations(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _as_sentences(lines: list[str]) -> str:
+    """The explanations run together as prose: each one ends with a full stop."""
+    return " ".join(line if line.endswith(".") else line + "." for line in lines)
+
+
 # --------------------------------------------------------------------------- markdown
 
 
@@ -461,7 +466,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     out += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
     out += [
         "",
-        " ".join(_explanations(report)),
+        _as_sentences(_explanations(report)),
         "",
         "Latencies are per call at the latency batch size; throughput is examples/s at "
         "each batch size.",
@@ -573,7 +578,7 @@ def render_html(report: Mapping[str, Any]) -> str:
 <h2>Results</h2>
 {"".join(table)}
 {f'<ul id="not-measured">{"".join(reasons)}</ul>' if reasons else ""}
-<p class="note">{html.escape(" ".join(_explanations(report)))} Latencies are per call at
+<p class="note">{html.escape(_as_sentences(_explanations(report)))} Latencies are per call at
 the latency batch size (ms); &gt;1 is faster; throughput is examples/s; metrics and agreement
 are fractions of the eval examples (MAE/RMSE in the label's units); max |diff| and relative
 error are against the baseline's outputs. The 95% intervals of p50 and p99 are a

@@ -20,7 +20,7 @@ import html
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from components.common.int8_fallback import display_names, read_search_record
+from components.common.int8_fallback import display_names, layers_in_float, read_search_record
 
 SENSITIVITY_ROWS = 15  # The most harmful layers shown; the JSON has them all.
 
@@ -50,7 +50,7 @@ def search_section_html(report: Mapping[str, Any]) -> str:
         chosen = search["steps"][search["chosen_step"]]
         fell_back = set(chosen["excluded"])
         every = [layer["name"] for layer in record["sensitivity"]]
-        names = dict(zip(every, display_names(every), strict=True))
+        names = _display_names(record)
         parts.append(f'<h3 id="search-{html.escape(name)}"><code>{html.escape(name)}</code></h3>')
         parts.append(f'<p class="reason">{html.escape(summary_line(record))}</p>')
         parts.append(_step_curve_svg(name, record))
@@ -58,11 +58,11 @@ def search_section_html(report: Mapping[str, Any]) -> str:
             "<tr><th>step</th><th>layers in float</th><th>drop</th><th>metric</th>"
             "<th>search latency, ms</th><th>took, s</th><th class=text>what changed</th></tr>"
         ]
-        changes = step_changes(search, names)
+        changes = step_changes(search, names, every)
         for index, (step, change) in enumerate(zip(search["steps"], changes, strict=True)):
             chosen_class = ' class="winner"' if index == search["chosen_step"] else ""
             rows.append(
-                f"<tr{chosen_class}><td>{index}</td><td>{len(step['excluded'])}</td>"
+                f"<tr{chosen_class}><td>{index}</td><td>{_ranked_count(step, every)}</td>"
                 f"<td>{_points(step['metric_drop'])}</td><td>{_fmt(step.get('metric'))}</td>"
                 f"<td>{_fmt(step.get('latency_ms'))}</td><td>{step['seconds']:.2f}</td>"
                 f"<td class=text>{html.escape(change)}</td></tr>"
@@ -98,20 +98,46 @@ def search_section_html(report: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def step_changes(search: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
+def _display_names(record: Mapping[str, Any]) -> dict[str, str]:
+    """Short names for every layer and group member the record mentions."""
+    every = [layer["name"] for layer in record["sensitivity"]]
+    members = [n for layer in record["sensitivity"] for n in layer.get("group", ())]
+    names = list(dict.fromkeys((*every, *members)))
+    return dict(zip(names, display_names(names), strict=True))
+
+
+def _ranked_count(step: Mapping[str, Any], ranked: Iterable[str]) -> int:
+    """The ranked layers a step has in float (a group's MAC-free ops are not counted)."""
+    ranked = set(ranked)
+    return sum(1 for name in step["excluded"] if name in ranked)
+
+
+def _listed(
+    added: Iterable[str], names: Mapping[str, str], ranked: set[str], quote: str = ""
+) -> str:
+    """Ranked layers by name, the MAC-free ops that went with them as a count."""
+    added = list(added)
+    layers = [f"{quote}{names.get(n, n)}{quote}" for n in added if n in ranked or not ranked]
+    others = len(added) - len(layers)
+    return ", ".join(layers) + (f" (with {others} MAC-free ops)" if others else "")
+
+
+def step_changes(
+    search: Mapping[str, Any], names: Mapping[str, str], ranked: Iterable[str] = ()
+) -> list[str]:
     """What each step did: the layers it put in float, or, when pruning, the ones it
     tried back in int8 (against the largest set so far)."""
     changes, largest = [], set()
+    ranked = set(ranked)
     for index, step in enumerate(search["steps"]):
         now = set(step["excluded"])
         if index == 0:
             text = "naive int8" + (f", {len(now)} excluded by the user" if now else "")
         elif now >= largest:
-            added = [names.get(n, n) for n in step["excluded"] if n not in largest]
-            text = "in float: " + ", ".join(added)
+            added = [n for n in step["excluded"] if n not in largest]
+            text = "in float: " + _listed(added, names, ranked)
         else:
-            back = [names.get(n, n) for n in sorted(largest - now)]
-            text = "tried back in int8: " + ", ".join(back)
+            text = "tried back in int8: " + _listed(sorted(largest - now), names, ranked)
         largest = now if now >= largest else largest
         changes.append(text)
     return changes
@@ -122,10 +148,20 @@ def summary_line(record: Mapping[str, Any]) -> str:
     naive = search["steps"][0]["metric_drop"]
     examples = record.get("held_out_examples")
     where = f" on {examples} held-out examples" if examples else ""
+    ranked = [layer["name"] for layer in record["sensitivity"]]
+    chosen = search["steps"][search["chosen_step"]]
+    trials = record.get("calibration_trials") or []
+    calibration = (
+        f"Calibration: {record['calibration_method']}, the best of "
+        + ", ".join(f"{t['method']} {_points(t['metric_drop'])}" for t in trials)
+        + ". "
+        if len(trials) > 1
+        else ""
+    )
     return (
-        f"Naive int8: {_points(naive)}. "
+        f"Naive int8: {_points(naive)}. {calibration}"
         + (
-            f"{len(search['fallback_layers'])} layers in float: drop "
+            f"{layers_in_float(_ranked_count(chosen, ranked))}: drop "
             f"{_points(search['steps'][search['chosen_step']]['metric_drop'])}"
             if search["reachable"]
             else "Budget not reachable: smallest drop "
@@ -143,6 +179,7 @@ def search_section_markdown(report: Mapping[str, Any]) -> str:
     lines = ["## Accuracy-aware int8", ""]
     for name, record in searches.items():
         search = record["search"]
+        every = [layer["name"] for layer in record["sensitivity"]]
         lines += [f"### `{name}`", "", summary_line(record), ""]
         lines += [
             "| step | layers in float | drop | metric | search latency, ms |",
@@ -151,13 +188,14 @@ def search_section_markdown(report: Mapping[str, Any]) -> str:
         for index, step in enumerate(search["steps"]):
             mark = " (chosen)" if index == search["chosen_step"] else ""
             lines.append(
-                f"| {index}{mark} | {len(step['excluded'])} | {_points(step['metric_drop'])} | "
-                f"{_fmt(step.get('metric'))} | {_fmt(step.get('latency_ms'))} |"
+                f"| {index}{mark} | {_ranked_count(step, every)} | "
+                f"{_points(step['metric_drop'])} | {_fmt(step.get('metric'))} | "
+                f"{_fmt(step.get('latency_ms'))} |"
             )
         if search["fallback_layers"]:
-            every = [layer["name"] for layer in record["sensitivity"]]
-            shown = display_names(search["fallback_layers"], every)
-            lines += ["", "In float: " + ", ".join(f"`{n}`" for n in shown)]
+            names = _display_names(record)
+            shown = _listed(search["fallback_layers"], names, set(every), quote="`")
+            lines += ["", "In float: " + shown]
         lines.append("")
     return "\n".join(lines)
 

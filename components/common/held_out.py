@@ -63,6 +63,21 @@ class HeldOut:
             counts = counts.merge(task.count(outputs[self.output_index], self.labels[window], None))
         return float(task.metrics(counts)[task.primary_metric])
 
+    def latency_ms(self, run: Callable[..., Any], calls: int = 30, warmup: int = 5) -> float:
+        """Median of batch-1 calls of `run` on the first example: a rough figure for a
+        search step's record (the Benchmarker times the chosen variant properly)."""
+        import time
+
+        example = [a[:1] for a in self.inputs]
+        for _ in range(warmup):
+            run(*example)
+        times = []
+        for _ in range(calls):
+            begun = time.perf_counter()
+            run(*example)
+            times.append(time.perf_counter() - begun)
+        return float(np.median(times) * 1e3)
+
     def drop(self, reference: float, value: float) -> float:
         """How much worse `value` is than `reference`, in the metric's units (<0: better)."""
         task = self.task

@@ -63,6 +63,11 @@ MIN_COMPUTE_SHARE = 0.01
 DEFAULT_MAX_FALLBACK_LAYERS = 8
 DEFAULT_SEARCH_BUDGET_S = 600.0
 DEFAULT_MIN_INT8_COMPUTE_SHARE = 0.1
+# How activation ranges are calibrated (`--int8-calibration`). "auto": every method the
+# mode's quantizer offers is tried on full int8 and the one with the smallest held-out
+# drop is kept for the whole search. "entropy" is the histogram method (KL divergence).
+CALIBRATION_AUTO = "auto"
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,20 +145,27 @@ class FallbackSearch:
 
     @property
     def fallback_layers(self) -> tuple[str, ...]:
-        """The layers the search put in float (the user's exclusions not counted)."""
+        """Every name the search put in float, groups included (not the user's)."""
         return self.chosen.excluded[len(self.steps[0].excluded) :]
+
+    @property
+    def reverted_layers(self) -> tuple[str, ...]:
+        """The ranked layers among them: what "N layers in float" counts (a group's
+        MAC-free ops are not layers of their own unless the mode ranked them)."""
+        ranked = set(self.ranking)
+        return tuple(name for name in self.fallback_layers if name in ranked)
 
     def summary(self) -> str:
         """One line for a row or a blessing reason."""
-        layers = ", ".join(display_names(self.fallback_layers, self.ranking)) or "none"
+        reverted = self.reverted_layers
+        layers = ", ".join(display_names(reverted, self.ranking)) or "none"
         drop = f"{self.chosen.metric_drop * 100:+.2f} pt"
         if not self.reachable:
             return (
                 f"budget not reachable: the smallest drop found was {drop} with "
-                f"{len(self.fallback_layers)} layers in float ({layers}); stopped: "
-                f"{self.stop_reason}"
+                f"{layers_in_float(len(reverted))} ({layers}); stopped: {self.stop_reason}"
             )
-        return f"{len(self.fallback_layers)} layers in float ({layers}), drop {drop}"
+        return f"{layers_in_float(len(reverted))} ({layers}), drop {drop}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -165,6 +177,42 @@ class FallbackSearch:
             "seconds": round(self.seconds, 3),
             "ranking": list(self.ranking),
         }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> FallbackSearch:
+        steps = tuple(
+            FallbackStep(
+                tuple(s["excluded"]), s["metric_drop"], s["metric"], s["latency_ms"], s["seconds"]
+            )
+            for s in value["steps"]
+        )
+        return cls(
+            steps,
+            steps[value["chosen_step"]],
+            value["stop_reason"],
+            bool(value["reachable"]),
+            float(value["seconds"]),
+            tuple(value["ranking"]),
+        )
+
+
+def search_properties(search: FallbackSearch, seconds: float) -> dict[str, Any]:
+    """What an accuracy-aware variant records in MLMD, whatever its mode."""
+    return {
+        "fallback_layer_count": len(search.reverted_layers),
+        "fallback_layers": list(search.fallback_layers),
+        "int8_search_drop": search.chosen.metric_drop,
+        "naive_int8_drop": search.steps[0].metric_drop,
+        "int8_search_reachable": int(search.reachable),
+        "int8_search_stop_reason": search.stop_reason,
+        "int8_search_steps": len(search.steps),
+        "int8_search_seconds": round(seconds, 3),
+        "int8_search_summary": search.summary(),
+    }
+
+
+def layers_in_float(count: int) -> str:
+    return f"{count} layer{'' if count == 1 else 's'} in float"
 
 
 def display_names(names: Sequence[str], context: Sequence[str] = ()) -> list[str]:
@@ -206,6 +254,7 @@ def search_fallback(
     started = clock()
     fixed = tuple(dict.fromkeys(user_excluded))
     candidates = [layer for layer in rank_layers(layers) if layer.name not in fixed]
+    ranked = {layer.name for layer in layers}
     steps: list[FallbackStep] = []
     added: list[tuple[str, ...]] = []  # The layers each step put in float.
     stop_reason = "exhausted"
@@ -233,7 +282,8 @@ def search_fallback(
         if not remaining:
             stop_reason = "exhausted"
             break
-        if len(step.excluded) - len(fixed) >= budget.max_fallback_layers:
+        reverted = [name for name in step.excluded[len(fixed) :] if name in ranked]
+        if len(reverted) >= budget.max_fallback_layers:
             stop_reason = "max_fallback_layers"
             break
         reverting = (remaining[0].name, *remaining[0].group)
@@ -371,6 +421,7 @@ class Int8SearchSettings:
     max_fallback_layers: int = DEFAULT_MAX_FALLBACK_LAYERS
     search_budget_s: float = DEFAULT_SEARCH_BUDGET_S
     held_out_examples: int = DEFAULT_HELD_OUT_EXAMPLES
+    calibration_method: str = CALIBRATION_AUTO
     # The Benchmarker's budget and labels (tasks.metric_budget, tasks.LabelSettings),
     # compiled into the producer: the search keeps the same budget the blessing does.
     max_accuracy_drop: float = 0.01
@@ -385,6 +436,24 @@ class Int8SearchSettings:
             raise UserInputError(
                 f"the int8 search needs at least 1 held-out example, got {self.held_out_examples}"
             )
+        if self.calibration_method not in (CALIBRATION_AUTO, *CALIBRATION_METHODS):
+            raise UserInputError(
+                f"unknown int8 calibration method {self.calibration_method!r}; choose from "
+                f"{', '.join((CALIBRATION_AUTO, *CALIBRATION_METHODS))}"
+            )
+
+    def calibration_methods(self, mode: str, offered: Sequence[str]) -> tuple[str, ...]:
+        """The methods `mode` tries at step 0: all it offers for "auto", else the one asked
+        for; a method the mode's quantizer lacks is refused when the pipeline is built."""
+        if self.calibration_method == CALIBRATION_AUTO:
+            return tuple(offered)
+        if self.calibration_method not in offered:
+            raise UserInputError(
+                f"--int8-calibration {self.calibration_method}: {mode}'s quantizer calibrates "
+                f"by {', '.join(offered)} only. Choose one of those, or auto, or leave "
+                f"{mode} out of --variants."
+            )
+        return (self.calibration_method,)
 
     def budget(self, task_name: str, float_metric: float) -> FallbackBudget:
         """The search's budget in the metric's units, by the Benchmarker's rule."""

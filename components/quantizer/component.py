@@ -79,6 +79,11 @@ class Quantizer(base_component.BaseComponent):
         if inference_io_type not in IO_TYPES:
             raise ValueError(f"inference_io_type must be one of {IO_TYPES}")
         QuantizeSettings(num_calibration, inference_io_type, tuple(batch_sizes))  # Validates.
+        if quantize_mode.needs_held_out and int8_search is not None:
+            # A calibration method the mode lacks is refused now, not in the run.
+            int8_search.calibration_methods(
+                quantize_mode.variant_name, quantize_mode.calibration_methods
+            )
         spec = QuantizerSpec(
             frozen_graph=frozen_graph,
             examples=examples,

@@ -21,7 +21,7 @@ import numpy as np
 
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.errors import UserInputError
-from components.common.int8_fallback import Int8SearchSettings
+from components.common.int8_fallback import Int8SearchSettings, search_properties
 from components.common.signature import GraphSignature
 from components.runtimes.graphdef import FORMAT_GRAPHDEF
 from components.runtimes.tflite import FORMAT_TFLITE
@@ -69,6 +69,10 @@ class QuantizeMode(abc.ABC):
     #: Scores its work on held-out labelled examples (the accuracy-aware modes): `run`
     #: then takes `held_out=` (common/held_out.py).
     needs_held_out: bool = False
+    #: The activation-range methods its quantizer offers (int8_fallback.CALIBRATION_METHODS):
+    #: an accuracy-aware mode tries each on full int8 under `--int8-calibration auto`.
+    #: TF's TFLite converter and this project's oneDNN calibration take min and max only.
+    calibration_methods: tuple[str, ...] = ("minmax",)
     description: str = ""
     #: The mode applies only where the CPU has at least one of these cpuinfo flags.
     cpu_any_of: tuple[str, ...] = ()
@@ -264,21 +268,6 @@ class FullInt8AccuracyAware(_TFLiteMode):
         write_search(found, output_dir)
         outcome.properties.update(search_properties(found.search, found.seconds))
         return outcome
-
-
-def search_properties(search: Any, seconds: float) -> dict[str, Any]:
-    """What an accuracy-aware variant records in MLMD (common.int8_fallback.FallbackSearch)."""
-    return {
-        "fallback_layer_count": len(search.fallback_layers),
-        "fallback_layers": list(search.fallback_layers),
-        "int8_search_drop": search.chosen.metric_drop,
-        "naive_int8_drop": search.steps[0].metric_drop,
-        "int8_search_reachable": int(search.reachable),
-        "int8_search_stop_reason": search.stop_reason,
-        "int8_search_steps": len(search.steps),
-        "int8_search_seconds": round(seconds, 3),
-        "int8_search_summary": search.summary(),
-    }
 
 
 @register_mode

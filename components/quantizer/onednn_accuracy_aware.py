@@ -100,7 +100,7 @@ def search_onednn_int8(
     float_run = graph_def_callable(graph_def, signature)
     float_metric = held_out.metric(float_run, EVALUATION_BATCH)
     budget = settings.budget(held_out.plan.task_name, float_metric)
-    float_latency = _latency_ms(float_run, held_out)
+    float_latency = held_out.latency_ms(float_run, LATENCY_CALLS, LATENCY_WARMUP)
 
     def evaluate(excluded: tuple[str, ...]) -> StepMeasurement:
         built = build_onednn_int8(prepared, excluded, check_kernels=False)
@@ -109,7 +109,7 @@ def search_onednn_int8(
         return StepMeasurement(
             metric_drop=held_out.drop(float_metric, metric),
             metric=metric,
-            latency_ms=_latency_ms(run, held_out),
+            latency_ms=held_out.latency_ms(run, LATENCY_CALLS, LATENCY_WARMUP),
         )
 
     search = search_fallback(sensitivity, evaluate, budget, user_excluded=user_excluded)
@@ -171,16 +171,3 @@ def chain_macs(op: str, weights: Sequence[int], output: Sequence[int]) -> int:
     if op == "MatMul" and len(weights) == 2:
         return outputs * int(weights[0])
     return 0
-
-
-def _latency_ms(run: Any, held_out: HeldOut) -> float:
-    """Median of one batch-1 call on the first held-out example: rough, for the record."""
-    example = [a[:1] for a in held_out.inputs]
-    for _ in range(LATENCY_WARMUP):
-        run(*example)
-    times = []
-    for _ in range(LATENCY_CALLS):
-        begun = time.perf_counter()
-        run(*example)
-        times.append(time.perf_counter() - begun)
-    return float(np.median(times) * 1e3)

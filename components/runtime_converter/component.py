@@ -12,6 +12,7 @@ from components.artifacts import ConvertedModel, FrozenGraph
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.examples_io import AUTO_CALIBRATION_SPLIT
 from components.common.feeds import FeedSettings
+from components.common.int8_fallback import Int8SearchSettings
 from components.runtime_converter import executor
 from components.runtime_converter.modes import ConvertSettings, get_mode
 from components.version import __version__
@@ -31,6 +32,8 @@ class RuntimeConverterSpec(ComponentSpec):
         "package_version": ExecutionParameter(type=str),
         # Caps the transform's children (common/memory_cap.py); unset: no cap.
         "memory_budget_bytes": ExecutionParameter(type=int, optional=True),
+        # JSON of int8_fallback.Int8SearchSettings: the accuracy-aware modes' search.
+        "int8_search": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "frozen_graph": ChannelParameter(type=FrozenGraph),
@@ -64,11 +67,16 @@ class RuntimeConverter(base_component.BaseComponent):
         feed_settings: FeedSettings | None = None,
         timeout_s: float = ConvertSettings.timeout_s,
         memory_budget_bytes: int | None = None,
+        int8_search: Int8SearchSettings | None = None,
     ) -> None:
         convert_mode = get_mode(mode)  # Refuse unknown modes at pipeline-build time.
         if convert_mode.needs_calibration and examples is None:
             raise ValueError(f"mode {mode!r} calibrates on real examples: pass examples=...")
         ConvertSettings(num_calibration, timeout_s)  # Validates.
+        searching = convert_mode.needs_held_out and int8_search is not None
+        if searching:
+            # A calibration method the mode lacks is refused now, not in the run.
+            int8_search.calibration_methods(convert_mode.name, convert_mode.calibration_methods)
         spec = RuntimeConverterSpec(
             frozen_graph=frozen_graph,
             examples=examples,
@@ -80,6 +88,7 @@ class RuntimeConverter(base_component.BaseComponent):
             timeout_s=float(timeout_s),
             package_version=__version__,
             memory_budget_bytes=memory_budget_bytes,
+            int8_search=(json.dumps(int8_search.to_json(), sort_keys=True) if searching else None),
             converted_model=channel.Channel(type=ConvertedModel),
         )
         super().__init__(spec=spec)

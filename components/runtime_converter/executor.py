@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from tfx.types.artifact import Artifact
 
 from components.common.artifact_utils import single_artifact
 from components.common.executor_output import records_user_errors
+from components.common.int8_fallback import Int8SearchSettings
 from components.common.local_staging import local_input_dir, local_output_dir
 from components.common.signature import GraphSignature
 from components.common.variant_production import Produced, VariantJob, produce_variant
@@ -20,14 +22,22 @@ def settings_from(exec_properties: dict[str, Any]) -> ConvertSettings:
     return ConvertSettings(
         num_calibration=int(exec_properties["num_calibration"]),
         timeout_s=float(exec_properties["timeout_s"]),
+        int8_search=Int8SearchSettings.from_json(
+            json.loads(exec_properties.get("int8_search") or "{}")
+        ),
     )
 
 
 def convert(
-    graph_uri: str, calibration: list[Any] | None, output_uri: str, exec_properties: dict
+    graph_uri: str,
+    calibration: list[Any] | None,
+    output_uri: str,
+    exec_properties: dict,
+    held_out: Any = None,  # common.held_out.HeldOut, for the modes that need it
 ) -> Produced:
     """The RuntimeConverter's producer (common/variant_production.py runs it in a child)."""
     mode = get_mode(exec_properties["mode"])
+    extra = {"held_out": held_out} if mode.needs_held_out else {}
     started = time.monotonic()
     # Converters read and write local paths only; gs:// and s3:// are staged.
     with (
@@ -36,7 +46,7 @@ def convert(
     ):
         signature = GraphSignature.load(graph_dir)
         outcome = mode.run(
-            graph_dir, signature, calibration, output_dir, settings_from(exec_properties)
+            graph_dir, signature, calibration, output_dir, settings_from(exec_properties), **extra
         )
     return (
         outcome.model_format,
@@ -70,6 +80,11 @@ class Executor(base_executor.BaseExecutor):
         mode = get_mode(exec_properties["mode"])
         settings = settings_from(exec_properties)
         job = VariantJob(
-            PRODUCER, mode.name, mode.variant_name, mode.needs_calibration, settings.num_calibration
+            PRODUCER,
+            mode.name,
+            mode.variant_name,
+            mode.needs_calibration,
+            settings.num_calibration,
+            held_out_examples=settings.int8_search.held_out_examples if mode.needs_held_out else 0,
         )
         produce_variant(job, input_dict, output, exec_properties, convert)

@@ -31,6 +31,7 @@ import numpy as np
 
 from components.common.calibration import DEFAULT_NUM_CALIBRATION
 from components.common.errors import UserInputError
+from components.common.int8_fallback import Int8SearchSettings
 from components.common.signature import GraphSignature
 
 PRODUCER = "RuntimeConverter"
@@ -43,6 +44,8 @@ class ConvertSettings:
 
     num_calibration: int = DEFAULT_NUM_CALIBRATION
     timeout_s: float = 1800.0
+    # The accuracy-aware modes' search (common/int8_fallback.py).
+    int8_search: Int8SearchSettings = dataclasses.field(default_factory=Int8SearchSettings)
 
     def __post_init__(self) -> None:
         if self.num_calibration < 1:
@@ -67,6 +70,11 @@ class ConvertMode(abc.ABC):
     name: str = ""
     model_format: str = ""
     needs_calibration: bool = False
+    #: Scores its work on held-out labelled examples (the accuracy-aware modes): `run`
+    #: then takes `held_out=` (common/held_out.py), and `settings.int8_search` is set.
+    needs_held_out: bool = False
+    #: The activation-range methods its quantizer offers (int8_fallback.CALIBRATION_METHODS).
+    calibration_methods: tuple[str, ...] = ("minmax",)
     description: str = ""
     #: The optional package the mode needs, and the setup.py extra that installs it.
     required_module: str = ""

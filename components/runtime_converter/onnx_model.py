@@ -301,10 +301,23 @@ def convert_graph_to_onnx(
 
 
 class _ArrayReader:
-    """An ORT CalibrationDataReader over arrays (signature order), `batch_size` rows a feed."""
+    """An ORT CalibrationDataReader over arrays (signature order), `batch_size` rows a feed.
 
-    def __init__(self, names: Sequence[str], arrays: Sequence[np.ndarray], batch_size: int):
+    `whole_batches`: leave out a last, shorter batch. ORT's histogram calibrators
+    (Percentile, Entropy) stack every feed's activations into one array and fail on a
+    ragged last batch ("inhomogeneous shape"; measured with ORT 1.23.2).
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        arrays: Sequence[np.ndarray],
+        batch_size: int,
+        whole_batches: bool = False,
+    ):
         rows = int(arrays[0].shape[0])
+        if whole_batches and rows >= batch_size:
+            rows -= rows % batch_size
         self._feeds = iter(
             [
                 {
@@ -317,6 +330,9 @@ class _ArrayReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:  # qdq_loss_debug iterates.
+        return self._feeds
 
 
 def _graph_input_names(model_path: str) -> list[str]:
@@ -375,57 +391,29 @@ def quantize_onnx_model(
     calibrate_method: str = CALIBRATE_METHOD,
     batch_size: int = CALIBRATION_BATCH,
 ) -> dict[str, Any]:
-    """ORT static QDQ quantization of `model_path` on the .npz calibration arrays.
-
-    `quant_pre_process` (shape inference and ORT's graph optimization, which ORT asks
-    for before quantizing) runs first, see _PRE_PROCESS_ATTEMPTS; when it fails the raw
-    model is quantized and the reasons are recorded. Runs in the quantization's child.
-    """
+    """ORT static QDQ quantization of `model_path` on the .npz calibration arrays
+    (pre_process first). Runs in the quantization's child."""
     import onnxruntime
-    from onnxruntime import quantization
-
-    from components.runtimes.onnx import quantized_op_summary
 
     sig = GraphSignature.from_json(signature)
     start = time.perf_counter()
-    preprocessed = os.path.join(work_dir, "preprocessed.onnx")
-    source, pre_process_options, pre_process_errors = model_path, None, []
-    for options in _PRE_PROCESS_ATTEMPTS:
-        try:
-            with _working_directory(work_dir):
-                quantization.quant_pre_process(model_path, preprocessed, **options)
-        except Exception as error:  # noqa: BLE001 - optional step; the reasons are recorded.
-            pre_process_errors.append(f"{type(error).__name__}: {summarize_error(str(error))}")
-            continue
-        source, pre_process_options = preprocessed, options
-        break
-    with np.load(calibration_path, allow_pickle=False) as data:
-        arrays = [data[f"arr_{i}"] for i in range(len(sig.inputs))]
+    source, pre_process_options, pre_process_errors = pre_process(model_path, work_dir)
+    arrays = read_calibration(calibration_path, sig)
     names = match_names(sig.inputs, _graph_input_names(source), "inputs")
-    try:
-        quantization.quantize_static(
-            source,
-            output_path,
-            _ArrayReader(names, arrays, batch_size),
-            quant_format=quantization.QuantFormat[QUANT_FORMAT],
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            activation_type=quantization.QuantType[activation_type],
-            weight_type=quantization.QuantType[weight_type],
-            calibrate_method=quantization.CalibrationMethod[calibrate_method],
-        )
-    except Exception as error:  # What ORT's quantizer raises varies by model.
-        raise OnnxConversionError(
-            f"ONNX Runtime's quantize_static failed: {type(error).__name__}: "
-            f"{summarize_error(str(error))}"
-        ) from None
+    quantize_qdq(
+        source,
+        output_path,
+        names,
+        arrays,
+        reduce_range=reduce_range,
+        calibrate_method=calibrate_method,
+        per_channel=per_channel,
+        activation_type=activation_type,
+        weight_type=weight_type,
+        batch_size=batch_size,
+    )
     quantization_s = time.perf_counter() - start
-    summary = quantized_op_summary(output_path)
-    if summary["quantize_linear"] == 0:
-        raise OnnxConversionError(
-            "ONNX Runtime's quantize_static inserted no QuantizeLinear node: no op of this "
-            f"model is one it quantizes (ops: {summary['op_types']})"
-        )
+    summary = checked_quantized_summary(output_path)
     validate_onnx_model(output_path, sig)
     return {
         "onnxruntime_version": onnxruntime.__version__,
@@ -447,6 +435,82 @@ def quantize_onnx_model(
         "quantized_ops": summary["quantized_ops"],
         "versus_fp32": _compare(source, output_path, sig, names, arrays),
     }
+
+
+def pre_process(model_path: str, work_dir: str) -> tuple[str, dict[str, Any] | None, list[str]]:
+    """`quant_pre_process` (shape inference and ORT's graph optimization, which ORT asks
+    for before quantizing), see _PRE_PROCESS_ATTEMPTS: (the model to quantize, the
+    options that worked or None, why the others failed). When every attempt fails the
+    raw model is quantized and the reasons are recorded."""
+    from onnxruntime import quantization
+
+    preprocessed = os.path.join(work_dir, "preprocessed.onnx")
+    errors = []
+    for options in _PRE_PROCESS_ATTEMPTS:
+        try:
+            with _working_directory(work_dir):
+                quantization.quant_pre_process(model_path, preprocessed, **options)
+        except Exception as error:  # noqa: BLE001 - optional step; the reasons are recorded.
+            errors.append(f"{type(error).__name__}: {summarize_error(str(error))}")
+            continue
+        return preprocessed, options, errors
+    return model_path, None, errors
+
+
+def read_calibration(calibration_path: str, signature: GraphSignature) -> list[np.ndarray]:
+    """The arrays the parent wrote with np.savez, in signature order."""
+    with np.load(calibration_path, allow_pickle=False) as data:
+        return [data[f"arr_{i}"] for i in range(len(signature.inputs))]
+
+
+def quantize_qdq(
+    source: str,
+    output_path: str,
+    names: Sequence[str],
+    arrays: Sequence[np.ndarray],
+    reduce_range: bool,
+    calibrate_method: str = CALIBRATE_METHOD,
+    nodes_to_exclude: Sequence[str] = (),
+    per_channel: bool = PER_CHANNEL,
+    activation_type: str = ACTIVATION_TYPE,
+    weight_type: str = WEIGHT_TYPE,
+    batch_size: int = CALIBRATION_BATCH,
+) -> None:
+    """One `quantize_static` call with this project's QDQ settings; `nodes_to_exclude`
+    stay float (ORT still puts a QDQ pair on a tensor a quantized neighbour touches)."""
+    from onnxruntime import quantization
+
+    try:
+        quantization.quantize_static(
+            source,
+            output_path,
+            _ArrayReader(names, arrays, batch_size, whole_batches=calibrate_method != "MinMax"),
+            quant_format=quantization.QuantFormat[QUANT_FORMAT],
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            activation_type=quantization.QuantType[activation_type],
+            weight_type=quantization.QuantType[weight_type],
+            calibrate_method=quantization.CalibrationMethod[calibrate_method],
+            nodes_to_exclude=list(nodes_to_exclude),
+        )
+    except Exception as error:  # What ORT's quantizer raises varies by model.
+        raise OnnxConversionError(
+            f"ONNX Runtime's quantize_static failed: {type(error).__name__}: "
+            f"{summarize_error(str(error))}"
+        ) from None
+
+
+def checked_quantized_summary(path: str) -> dict[str, Any]:
+    """quantized_op_summary of a quantized model; raises when nothing was quantized."""
+    from components.runtimes.onnx import quantized_op_summary
+
+    summary = quantized_op_summary(path)
+    if summary["quantize_linear"] == 0:
+        raise OnnxConversionError(
+            "ONNX Runtime's quantize_static inserted no QuantizeLinear node: no op of this "
+            f"model is one it quantizes (ops: {summary['op_types']})"
+        )
+    return summary
 
 
 # ---- In the executor's process -------------------------------------------------
@@ -569,8 +633,30 @@ class OnnxFp32Mode(_OnnxMode):
         )
 
 
+class _OnnxInt8Base(_OnnxMode):
+    """What onnx_int8 and onnx_int8_aa share: the fp32 model and calibration, staged."""
+
+    def stage(
+        self,
+        graph_dir: str,
+        signature: GraphSignature,
+        calibration: list[np.ndarray] | None,
+        settings: ConvertSettings,
+        work: str,
+    ) -> tuple[str, str, dict[str, Any], str]:
+        """(staging directory, fp32 model, its conversion facts, calibration .npz) in `work`."""
+        arrays = _check_calibration(signature, calibration, settings.num_calibration)
+        staging = os.path.join(work, "out")
+        os.makedirs(staging)
+        fp32_path = os.path.join(work, "fp32.onnx")
+        converted = self._convert(graph_dir, fp32_path, work, settings)
+        calibration_path = os.path.join(work, "calibration.npz")
+        np.savez(calibration_path, *arrays)
+        return staging, fp32_path, converted, calibration_path
+
+
 @register_mode
-class OnnxInt8Mode(_OnnxMode):
+class OnnxInt8Mode(_OnnxInt8Base):
     """The tf2onnx model quantized by ORT's static QDQ quantizer on calibration inputs."""
 
     name = MODE_INT8
@@ -589,15 +675,11 @@ class OnnxInt8Mode(_OnnxMode):
         settings: ConvertSettings,
     ) -> ConversionOutcome:
         require_onnx_modules()
-        arrays = _check_calibration(signature, calibration, settings.num_calibration)
         reduce_range, reduce_range_reason = int8_weight_range()
         with scratch_directory("onnx_int8_") as work:
-            staging = os.path.join(work, "out")
-            os.makedirs(staging)
-            fp32_path = os.path.join(work, "fp32.onnx")
-            converted = self._convert(graph_dir, fp32_path, work, settings)
-            calibration_path = os.path.join(work, "calibration.npz")
-            np.savez(calibration_path, *arrays)
+            staging, fp32_path, converted, calibration_path = self.stage(
+                graph_dir, signature, calibration, settings, work
+            )
             quantized = _run_child(
                 _QUANTIZE_FUNCTION,
                 {

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,18 @@ def summarize_converter_error(message: str, max_lines: int = _SUMMARY_LINES) -> 
     return summary or "(no message)"
 
 
+def convert_frozen_graph(graph_dir: str) -> Any:
+    """`openvino.convert_model` on graph.pb; its failure says what the converter said."""
+    ov = openvino_module()
+    try:
+        return ov.convert_model(os.path.join(graph_dir, GRAPH_FILENAME))
+    except Exception as error:
+        raise OpenVinoConversionError(
+            f"openvino.convert_model: {type(error).__name__}: "
+            f"{summarize_converter_error(str(error))}"
+        ) from None
+
+
 def _count_fake_quantize(model: Any) -> int:
     return sum(1 for op in model.get_ops() if op.get_type_name() == "FakeQuantize")
 
@@ -122,13 +135,7 @@ def convert_to_ir(
     ov = openvino_module()
 
     started = time.perf_counter()
-    try:
-        model = ov.convert_model(os.path.join(graph_dir, GRAPH_FILENAME))
-    except Exception as error:
-        raise OpenVinoConversionError(
-            f"openvino.convert_model: {type(error).__name__}: "
-            f"{summarize_converter_error(str(error))}"
-        ) from None
+    model = convert_frozen_graph(graph_dir)
     facts: dict[str, Any] = {
         "mode": mode,
         "precision_hint": precision_hint,
@@ -156,9 +163,10 @@ def convert_to_ir(
 
 
 def _quantize(
-    model: Any, signature: GraphSignature, calibration_path: str
+    model: Any, signature: GraphSignature, calibration_path: str, ignored: Sequence[str] = ()
 ) -> tuple[Any, dict[str, Any], int]:
-    """NNCF post-training quantization on the calibration rows, one row per sample."""
+    """NNCF post-training quantization on the calibration rows, one row per sample;
+    the ops named in `ignored` stay in float (NNCF's ignored_scope)."""
     import nncf
 
     names = ov_input_names(model, signature)
@@ -184,6 +192,7 @@ def _quantize(
             target_device=nncf.TargetDevice.ANY,
             subset_size=samples,
             fast_bias_correction=NNCF_FAST_BIAS_CORRECTION,
+            ignored_scope=nncf.IgnoredScope(names=list(ignored)) if ignored else None,
         )
     except Exception as error:
         raise OpenVinoConversionError(

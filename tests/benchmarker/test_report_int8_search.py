@@ -8,6 +8,7 @@ from components.benchmarker.report_int8_search import (
     search_section_html,
     search_section_markdown,
     step_changes,
+    summary_line,
 )
 
 SCOPE = "StatefulPartitionedCall/functional_1/"
@@ -82,3 +83,19 @@ def test_the_section_names_layers_without_their_shared_scope_and_labels_do_not_o
     assert "| 2 (chosen) | 3 | +0.00 pt |" in markdown
     assert "In float: `conv_a/Relu`, `pool/Max`, `dense/MatMul`" in markdown
     assert search_section_html({"accuracy_aware": {}}) == ""
+
+
+def test_a_group_s_unranked_ops_are_counted_with_their_layer_not_as_layers():
+    # ORT's segments: a Conv goes to float with the Relu and MaxPool after it, which the
+    # mode does not rank; the report counts and names the ranked layers only.
+    record = _record()
+    a, b, c = (layer["name"] for layer in record["sensitivity"])
+    record["sensitivity"] = [record["sensitivity"][0], record["sensitivity"][2]]
+    names = {a: "conv_a/Relu", b: "pool/Max", c: "dense/MatMul"}
+    assert step_changes(record["search"], names, [a, c])[1] == (
+        "in float: conv_a/Relu (with 1 MAC-free ops)"
+    )
+    line = summary_line(record)
+    assert "2 layers in float" in line, line
+    page = search_section_html({"accuracy_aware": {"onnx_int8_aa": record}})
+    assert "with 1 MAC-free ops" in page

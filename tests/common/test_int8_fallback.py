@@ -12,6 +12,7 @@ import pytest
 from components.common.errors import UserInputError
 from components.common.int8_fallback import (
     FallbackBudget,
+    Int8SearchSettings,
     LayerSensitivity,
     StepMeasurement,
     display_names,
@@ -198,3 +199,30 @@ def test_display_names_drop_fused_op_tails_and_the_scopes_every_layer_shares():
     ]
     assert display_names(names) == ["conv_1/Relu", "max_pooling2d/MaxPool2d", "Identity"]
     assert display_names(["a/b/c"], context=["a/b/d", "a/e/f"]) == ["b/c"]
+
+
+def test_the_calibration_method_is_auto_or_one_the_mode_offers_refused_when_built():
+    from tfx.types import channel, standard_artifacts
+
+    from components.artifacts import FrozenGraph
+    from components.quantizer.component import Quantizer
+
+    auto = Int8SearchSettings()
+    assert auto.calibration_methods("onnx_int8_aa", ("minmax", "percentile")) == (
+        "minmax",
+        "percentile",
+    )
+    assert Int8SearchSettings(calibration_method="percentile").calibration_methods(
+        "onnx_int8_aa", ("minmax", "percentile")
+    ) == ("percentile",)
+    with pytest.raises(UserInputError, match="unknown int8 calibration method 'mse'"):
+        Int8SearchSettings(calibration_method="mse")
+    # TF's TFLite converter calibrates by min-max only: asking it for entropy fails when
+    # the pipeline is built, naming what it offers.
+    with pytest.raises(UserInputError, match="tflite_int8_aa's quantizer calibrates by minmax"):
+        Quantizer(
+            frozen_graph=channel.Channel(type=FrozenGraph),
+            examples=channel.Channel(type=standard_artifacts.Examples),
+            mode="int8_aa",
+            int8_search=Int8SearchSettings(calibration_method="entropy"),
+        )

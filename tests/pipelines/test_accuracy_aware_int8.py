@@ -1,4 +1,5 @@
-"""`run --variants tflite_int8,tflite_int8_aa` on the outlier digits CNN, end to end.
+"""`run --variants tflite_int8,tflite_int8_aa,onnx_int8_aa,openvino_int8_aa` on the
+outlier digits CNN, end to end.
 
 The model (pipelines/examples/outlier_digits.py) is trained for real and then given one
 outlier channel that leaves its float function unchanged, so naive per-tensor int8
@@ -39,7 +40,7 @@ def outlier_run(tmp_path_factory):
             "--output",
             output,
             "--variants",
-            "tflite_int8,tflite_int8_aa",
+            "tflite_int8,tflite_int8_aa,onnx_int8_aa,openvino_int8_aa",
             "--time-budget",
             "2",
             "--max-accuracy-drop",
@@ -80,6 +81,19 @@ def test_naive_int8_fails_the_budget_and_the_accuracy_aware_variant_meets_it(out
     assert record["held_out_examples"] > 100
 
 
+@pytest.mark.parametrize("kind", ["onnx_int8_aa", "openvino_int8_aa"])
+def test_the_runtime_converter_s_accuracy_aware_kinds_meet_the_budget_too(outlier_run, kind):
+    # The RuntimeConverter gets the held-out examples and the search settings as the
+    # Quantizer does; the Benchmarker's accuracy pass on the whole eval split judges it.
+    output, report, _ = outlier_run
+    baseline = _row(report, "baseline")["metrics"]["top1"]
+    row = _row(report, kind)
+    assert row["status"] == "ok", row
+    assert baseline - row["metrics"]["top1"] <= 0.01, (baseline, row["metrics"])
+    search = report["accuracy_aware"][kind]["search"]
+    assert search["reachable"] and search["steps"][0]["metric_drop"] > 0.02
+
+
 def test_the_fallback_is_recorded_in_mlmd_and_the_report(outlier_run):
     output, report, _ = outlier_run
     store = open_store(SqliteLocation(metadata_path(output))).mlmd
@@ -90,7 +104,10 @@ def test_the_fallback_is_recorded_in_mlmd_and_the_report(outlier_run):
     ]
     properties = artifact.custom_properties
     record = report["accuracy_aware"]["tflite_int8_aa"]
-    assert properties["fallback_layer_count"].int_value == len(record["search"]["fallback_layers"])
+    ranked = {layer["name"] for layer in record["sensitivity"]}
+    assert properties["fallback_layer_count"].int_value == len(
+        [name for name in record["search"]["fallback_layers"] if name in ranked]
+    )
     chosen = record["search"]["steps"][record["search"]["chosen_step"]]
     assert properties["int8_search_drop"].double_value == pytest.approx(
         chosen["metric_drop"], abs=1e-5

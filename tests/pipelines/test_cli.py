@@ -95,6 +95,51 @@ def test_the_memory_budget_reaches_every_transform_and_the_benchmark():
     assert all(c.exec_properties.get("memory_budget_bytes") is None for c in unset)
 
 
+def test_the_accuracy_aware_flags_reach_every_accuracy_aware_producer():
+    import json
+
+    from tfx.types import channel, standard_artifacts
+
+    from pipelines.pipeline import optimizer_components
+    from pipelines.run_command import pipeline_settings
+
+    args = cli.build_parser().parse_args(
+        [
+            "run",
+            "--variants",
+            "tflite_int8_aa,onnx_int8_aa,openvino_int8_aa,onnx_int8",
+            "--int8-exclude",
+            "re:.*stem.*",
+            "--int8-calibration",
+            "minmax",
+            "--held-out-examples",
+            "64",
+            "--num-calibration",
+            "50",
+            "--max-fallback-layers",
+            "3",
+        ]
+    )
+    settings = pipeline_settings(args)
+    components = optimizer_components(
+        channel.Channel(type=standard_artifacts.Model),
+        channel.Channel(type=standard_artifacts.Examples),
+        settings,
+    )
+    searches = {
+        c.exec_properties["mode"]: json.loads(c.exec_properties["int8_search"])
+        for c in components
+        if c.exec_properties.get("int8_search")
+    }
+    # The Quantizer's and the RuntimeConverter's accuracy-aware modes; not onnx_int8.
+    assert set(searches) == {"int8_aa", "onnx_int8_aa", "openvino_int8_aa"}
+    for search in searches.values():
+        assert search["exclude"] == ["re:.*stem.*"] and search["calibration_method"] == "minmax"
+        assert search["held_out_examples"] == 64 and search["max_fallback_layers"] == 3
+    calibrating = [c for c in components if "num_calibration" in c.exec_properties]
+    assert {c.exec_properties["num_calibration"] for c in calibrating} == {50}
+
+
 def test_a_memory_budget_that_is_not_a_quantity_is_a_usage_error(capsys):
     import pytest
 

@@ -7,12 +7,9 @@ start together in one session fixture and the tests only read the results.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 
-import numpy as np
 import pytest
 
-from components.common.held_out import HeldOut
 from tests.quantizer.quantizer_helpers import SmallGraph, freeze_function, top1
 
 
@@ -83,29 +80,3 @@ def frozen_top1(frozen_digits, digits_eval) -> float:
 
     run = graph_def_callable(frozen_digits.graph_def, frozen_digits.signature)
     return top1(run(digits_eval.images)[0], digits_eval.labels)
-
-
-@dataclasses.dataclass(frozen=True)
-class Outlier:
-    frozen: object  # FrozenModel
-    calibration: list[np.ndarray]
-    held_out: HeldOut
-    float_top1: float
-
-
-@pytest.fixture(scope="session")
-def outlier(tmp_path_factory) -> Outlier:
-    """The outlier digits CNN (pipelines/examples/outlier_digits.py), frozen, with its
-    calibration digits and held-out digits scored for top-1."""
-    from components.common.tasks import OutputPlan
-    from components.freezer.freezing import freeze_saved_model
-    from pipelines.examples.outlier_digits import write_outlier_digits
-    from tests.conftest import read_labelled_images
-
-    written = write_outlier_digits(str(tmp_path_factory.mktemp("outlier_digits")))
-    frozen = freeze_saved_model(written.model_uri)
-    train = read_labelled_images(written.examples_uri, frozen.signature, "train")
-    evaluation = read_labelled_images(written.examples_uri, frozen.signature, "eval")
-    plan = OutputPlan(frozen.signature.outputs[0], "multiclass", "label")
-    held_out = HeldOut([evaluation.images], evaluation.labels, plan)
-    return Outlier(frozen, [train.images[:200]], held_out, written.eval_accuracy)
