@@ -161,3 +161,24 @@ def test_a_custom_kind_is_a_plain_frozen_record():
         kind.name = "y"  # type: ignore[misc]
     assert kind.component_id == "Quantizer_x"
     assert kind.unavailable_reason(AVX2_ONLY) == ""
+
+
+def test_every_accuracy_aware_kind_calibrates_and_is_built_only_when_asked_for():
+    # Its producer then gets the Examples (calibration and held-out records alike).
+    from components.quantizer import modes as quantize_modes
+    from components.runtime_converter import modes as convert_modes
+    from components.variant_kinds import get_kind
+
+    searching = [m.variant_name for m in quantize_modes._MODES.values() if m.needs_held_out]
+    searching += [
+        name for name in convert_modes.mode_names() if convert_modes.get_mode(name).needs_held_out
+    ]
+    assert set(searching) >= {
+        "tflite_int8_aa",
+        "onednn_int8_aa",
+        "onnx_int8_aa",
+        "openvino_int8_aa",
+    }
+    for name in searching:
+        kind = get_kind(name)
+        assert kind.needs_calibration and not kind.default, name

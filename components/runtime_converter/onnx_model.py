@@ -636,6 +636,8 @@ class OnnxFp32Mode(_OnnxMode):
 class _OnnxInt8Base(_OnnxMode):
     """What onnx_int8 and onnx_int8_aa share: the fp32 model and calibration, staged."""
 
+    needs_calibration = True
+
     def stage(
         self,
         graph_dir: str,
