@@ -65,6 +65,60 @@ def process_rss_bytes(pid: int | str) -> int | None:
         return None
 
 
+# ---- A process tree's memory: what a run holds across its forked children.
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                # The command name may hold spaces and parentheses; the ppid follows the last ")".
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def _tree(root: int) -> list[int]:
+    children = _children()
+    pending, tree = [root], []
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def _read_first_int(path: str, prefix: str = "", field: int = 0) -> int:
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return int(line.split()[field])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def tree_rss_bytes(root: int) -> int:
+    """The summed RSS of `root` and its descendants (cheap: statm): an upper bound, as
+    pages a forked child shares with its server count once per process."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    return sum(_read_first_int(f"/proc/{pid}/statm", field=1) * page for pid in _tree(root))
+
+
+def tree_pss_bytes(root: int) -> tuple[int, int]:
+    """The summed PSS of `root` and its descendants (shared pages split between their
+    sharers: what the run really holds), and how many processes there were."""
+    tree = _tree(root)
+    pss = [_read_first_int(f"/proc/{pid}/smaps_rollup", "Pss:", 1) * 1024 for pid in tree]
+    return sum(pss), len(tree)
+
+
 def largest_child_peak_bytes() -> int:
     return _LARGEST_CHILD_PEAK[0]
 

@@ -26,3 +26,34 @@ def test_children_report_to_every_open_watcher_and_only_to_those():
     assert inner.child_peak_bytes == 300 << 20
     assert outer.child_peak_bytes == 300 << 20
     assert outer.properties()["child_process_peak_rss_bytes"] == 300 << 20
+
+
+def test_a_process_tree_s_memory_counts_its_children():
+    # The Benchmarker takes what the run already holds (this process and its children,
+    # the warm server among them) off the memory budget before its harness starts.
+    import os
+    import subprocess
+    import sys
+
+    from components.common.memory_watch import process_rss_bytes, tree_pss_bytes, tree_rss_bytes
+
+    alone, processes_alone = tree_pss_bytes(os.getpid())
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nx = bytearray(200 << 20)\n"
+            "for i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(60)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (process_rss_bytes(child.pid) or 0) < 200 << 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        held, processes = tree_pss_bytes(os.getpid())
+        assert processes >= processes_alone + 1
+        assert held - alone > 180 << 20, (alone, held)
+        assert tree_rss_bytes(os.getpid()) >= held  # RSS counts shared pages per process.
+    finally:
+        child.kill()
+        child.wait()
