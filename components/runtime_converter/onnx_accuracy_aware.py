@@ -73,7 +73,11 @@ ERROR_METRIC = "channel_normalized_mse"
 # This project's method names (int8_fallback.CALIBRATION_METHODS) in ORT's terms.
 ORT_CALIBRATION = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-SENSITIVITY_SAMPLES = 64
+# qdq_loss_debug keeps every intermediate tensor of every feed, before and after its
+# QDQ pair: every activation of the model, twice, per row (a ResNet50 row holds about
+# 100 MB of activations). Per channel, 16 rows of a convolution's output are still
+# thousands of values.
+SENSITIVITY_SAMPLES = 16
 DEBUG_BATCH = 8
 EVALUATION_BATCH = 32
 LATENCY_CALLS = 30

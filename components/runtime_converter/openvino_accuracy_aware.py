@@ -72,6 +72,7 @@ MODE = "openvino_int8"
 ERROR_METRIC = "added_channel_normalized_mse"
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
 SENSITIVITY_SAMPLES = 64
+SENSITIVITY_BATCH = 8
 EVALUATION_BATCH = 32
 LATENCY_CALLS = 30
 LATENCY_WARMUP = 5
@@ -189,34 +190,40 @@ def op_macs(op: Any) -> int:
     return 0
 
 
-def _outputs_of(core: Any, model: Any, names: Sequence[str], rows: dict[str, np.ndarray]):
-    """Each named op's first output on `rows`, from a copy of `model` with them as outputs."""
+def _probe(core: Any, model: Any, names: Sequence[str]) -> tuple[Any, list[Any]]:
+    """A compiled copy of `model` that also outputs each named op's first output."""
     probe = model.clone()
     by_name = {op.get_friendly_name(): op for op in probe.get_ordered_ops()}
     probe.add_outputs([by_name[name].output(0) for name in names])
     compiled = core.compile_model(probe, "CPU", {"INFERENCE_PRECISION_HINT": PRECISION_F32})
-    results = compiled(rows)
-    extra = compiled.outputs[len(model.outputs) :]
-    return [np.asarray(results[port]) for port in extra]
+    return compiled, compiled.outputs[len(model.outputs) :]
 
 
 def weighted_sensitivity(
     core: Any, float_model: Any, int8_model: Any, rows: dict[str, np.ndarray]
 ) -> list[LayerSensitivity]:
-    """Each weighted op's added error (module doc, point 2) and MACs, in graph order."""
+    """Each weighted op's added error (module doc, point 2) and MACs, in graph order.
+
+    The rows go through in batches of SENSITIVITY_BATCH, so that only one batch of
+    every weighted op's output is held at a time (a ResNet50 batch of 64 is ~1.6 GB).
+    """
     from components.quantizer.tflite_accuracy_aware import ChannelErrors
 
     ops = [op for op in float_model.get_ordered_ops() if op.get_type_name() in WEIGHTED_OPS]
     names = [op.get_friendly_name() for op in ops]
-    reference = _outputs_of(core, float_model, names, rows)
-    quantized = _outputs_of(core, int8_model, names, rows)
-    total: dict[str, float] = {}
-    for name, ref, out in zip(names, reference, quantized, strict=True):
-        if ref.ndim >= 3:  # OpenVINO's layout: channels on axis 1.
-            ref, out = np.moveaxis(ref, 1, -1), np.moveaxis(out, 1, -1)
-        errors = ChannelErrors()
-        errors.add(ref, out, 1.0, 0)
-        total[name] = errors.normalized_mse()
+    reference, reference_ports = _probe(core, float_model, names)
+    quantized, quantized_ports = _probe(core, int8_model, names)
+    errors = {name: ChannelErrors() for name in names}
+    count = len(next(iter(rows.values())))
+    for start in range(0, count, SENSITIVITY_BATCH):
+        batch = {key: value[start : start + SENSITIVITY_BATCH] for key, value in rows.items()}
+        floats, ints = reference(batch), quantized(batch)
+        for name, ref_port, int_port in zip(names, reference_ports, quantized_ports, strict=True):
+            ref, out = np.asarray(floats[ref_port]), np.asarray(ints[int_port])
+            if ref.ndim >= 3:  # OpenVINO's layout: channels on axis 1.
+                ref, out = np.moveaxis(ref, 1, -1), np.moveaxis(out, 1, -1)
+            errors[name].add(ref, out, 1.0, 0)
+    total = {name: errors[name].normalized_mse() for name in names}
     layers = []
     for op, name in zip(ops, names, strict=True):
         upstream = max((total.get(n, 0.0) for n in weighted_inputs(op)), default=0.0)
