@@ -84,7 +84,9 @@ class HeldOut:
         higher = task.higher_is_better[task.primary_metric]
         return reference - value if higher else value - reference
 
-    def save(self, directory: str) -> None:
+    def save(self, directory: str) -> str:
+        """Writes the examples into `directory` (made if missing) and returns it."""
+        os.makedirs(directory, exist_ok=True)
         np.savez(
             os.path.join(directory, _ARRAYS),
             labels=self.labels,
@@ -92,6 +94,7 @@ class HeldOut:
         )
         with open(os.path.join(directory, _PLAN), "w", encoding="utf-8") as f:
             json.dump({"plan": self.plan.to_json(), "output_index": self.output_index}, f)
+        return directory
 
     @classmethod
     def load(cls, directory: str) -> HeldOut:

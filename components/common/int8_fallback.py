@@ -196,6 +196,36 @@ class FallbackSearch:
         )
 
 
+def search_record(
+    mode: str,
+    error_metric: str,
+    float_metric: float,
+    float_latency_ms: float,
+    max_drop: float,
+    held_out_examples: int,
+    sensitivity_samples: int,
+    sensitivity: Sequence[LayerSensitivity],
+    search: FallbackSearch,
+    seconds: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The search record every mode writes beside its model (SEARCH_FILENAME; the keys
+    are in components/benchmarker/report_schema.md); `extra` holds a mode's own keys."""
+    return {
+        "mode": mode,
+        "error_metric": error_metric,
+        "float_metric": float_metric,
+        "float_latency_ms": round(float_latency_ms, 4),
+        "max_drop": max_drop,
+        "held_out_examples": held_out_examples,
+        "sensitivity_samples": sensitivity_samples,
+        **extra,
+        "sensitivity": [layer.to_json() for layer in sensitivity],
+        "search": search.to_json(),
+        "seconds": round(seconds, 3),
+    }
+
+
 def search_properties(search: FallbackSearch, seconds: float) -> dict[str, Any]:
     """What an accuracy-aware variant records in MLMD, whatever its mode."""
     return {

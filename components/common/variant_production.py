@@ -160,9 +160,7 @@ def _produce_in_child(
             np.savez(calibration_path, *calibration)
         held_out_dir = None
         if held_out is not None:
-            held_out_dir = os.path.join(work_dir, "held_out")
-            os.makedirs(held_out_dir)
-            held_out.save(held_out_dir)
+            held_out_dir = held_out.save(os.path.join(work_dir, "held_out"))
         outcome = run_isolated(
             f"{__name__}:produce_in_this_process",
             {

@@ -36,6 +36,7 @@ from components.common.int8_fallback import (
     StepMeasurement,
     excluded_layers,
     search_fallback,
+    search_record,
 )
 from components.common.signature import GraphSignature
 from components.quantizer.tflite_accuracy_aware import ChannelErrors
@@ -49,8 +50,6 @@ MODE = "onednn_int8"
 ERROR_METRIC = "output_channel_normalized_mse"
 SENSITIVITY_SAMPLES = 64
 EVALUATION_BATCH = 32  # The TF graph takes any batch: score the held-out set in batches.
-LATENCY_CALLS = 30
-LATENCY_WARMUP = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +65,18 @@ class OneDnnSearchResult:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "mode": MODE,
-            "error_metric": ERROR_METRIC,
-            "float_metric": self.float_metric,
-            "float_latency_ms": round(self.float_latency_ms, 4),
-            "max_drop": self.max_drop,
-            "held_out_examples": self.held_out_examples,
-            "sensitivity_samples": self.sensitivity_samples,
-            "sensitivity": [layer.to_json() for layer in self.sensitivity],
-            "search": self.search.to_json(),
-            "seconds": round(self.seconds, 3),
-        }
+        return search_record(
+            MODE,
+            ERROR_METRIC,
+            self.float_metric,
+            self.float_latency_ms,
+            self.max_drop,
+            self.held_out_examples,
+            self.sensitivity_samples,
+            self.sensitivity,
+            self.search,
+            self.seconds,
+        )
 
 
 def search_onednn_int8(
@@ -100,7 +99,7 @@ def search_onednn_int8(
     float_run = graph_def_callable(graph_def, signature)
     float_metric = held_out.metric(float_run, EVALUATION_BATCH)
     budget = settings.budget(held_out.plan.task_name, float_metric)
-    float_latency = held_out.latency_ms(float_run, LATENCY_CALLS, LATENCY_WARMUP)
+    float_latency = held_out.latency_ms(float_run)
 
     def evaluate(excluded: tuple[str, ...]) -> StepMeasurement:
         built = build_onednn_int8(prepared, excluded, check_kernels=False)
@@ -109,7 +108,7 @@ def search_onednn_int8(
         return StepMeasurement(
             metric_drop=held_out.drop(float_metric, metric),
             metric=metric,
-            latency_ms=held_out.latency_ms(run, LATENCY_CALLS, LATENCY_WARMUP),
+            latency_ms=held_out.latency_ms(run),
         )
 
     search = search_fallback(sensitivity, evaluate, budget, user_excluded=user_excluded)

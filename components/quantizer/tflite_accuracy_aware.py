@@ -41,6 +41,7 @@ from components.common.int8_fallback import (
     StepMeasurement,
     excluded_layers,
     search_fallback,
+    search_record,
     write_search_record,
 )
 from components.common.signature import GraphSignature
@@ -70,18 +71,18 @@ class AccuracyAwareResult:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "mode": MODE,
-            "error_metric": ERROR_METRIC,
-            "float_metric": self.float_metric,
-            "float_latency_ms": round(self.float_latency_ms, 4),
-            "max_drop": self.max_drop,
-            "held_out_examples": self.held_out_examples,
-            "sensitivity_samples": self.sensitivity_samples,
-            "sensitivity": [layer.to_json() for layer in self.sensitivity],
-            "search": self.search.to_json(),
-            "seconds": round(self.seconds, 3),
-        }
+        return search_record(
+            MODE,
+            ERROR_METRIC,
+            self.float_metric,
+            self.float_latency_ms,
+            self.max_drop,
+            self.held_out_examples,
+            self.sensitivity_samples,
+            self.sensitivity,
+            self.search,
+            self.seconds,
+        )
 
 
 def channel_normalized_mse(
@@ -369,16 +370,7 @@ def _runner(content: bytes, num_threads: int) -> Callable[..., list[np.ndarray]]
 
 def _latency_ms(content: bytes, held_out: HeldOut, num_threads: int) -> float:
     """Median wall time of one call on the first held-out example: rough, for stopping."""
-    run = _runner(content, num_threads)
-    example = [a[:1] for a in held_out.inputs]
-    for _ in range(LATENCY_WARMUP):
-        run(*example)
-    times = []
-    for _ in range(LATENCY_CALLS):
-        begun = time.perf_counter()
-        run(*example)
-        times.append(time.perf_counter() - begun)
-    return float(np.median(times) * 1e3)
+    return held_out.latency_ms(_runner(content, num_threads), LATENCY_CALLS, LATENCY_WARMUP)
 
 
 def write_search(result: AccuracyAwareResult, output_dir: str) -> str:

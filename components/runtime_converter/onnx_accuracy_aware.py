@@ -50,6 +50,7 @@ from components.common.int8_fallback import (
     excluded_layers,
     search_fallback,
     search_properties,
+    search_record,
     write_search_record,
 )
 from components.common.isolation import scratch_directory
@@ -57,6 +58,7 @@ from components.common.signature import GraphSignature
 from components.runtime_converter.modes import ConversionOutcome, ConvertSettings, register_mode
 from components.runtime_converter.onnx_model import (
     MODEL_FILENAME,
+    _graph_input_names,
     _OnnxInt8Base,
     _publish,
     _run_child,
@@ -80,8 +82,6 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 SENSITIVITY_SAMPLES = 16
 DEBUG_BATCH = 8
 EVALUATION_BATCH = 32
-LATENCY_CALLS = 30
-LATENCY_WARMUP = 5
 _SEARCH_FUNCTION = "components.runtime_converter.onnx_accuracy_aware:search_onnx_int8"
 
 
@@ -238,6 +238,7 @@ def segment_sensitivity(
     weights = qdq_loss_debug.create_weight_matching(source, qdq_path)
     model = onnx.load(source)
     shapes = tensor_shapes(model)
+    weight_shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     layers = []
     for segment in onnx_segments(model):
         error = sum(
@@ -257,9 +258,7 @@ def segment_sensitivity(
                     )
                 ],
             )
-        weight_shape = next(
-            (list(i.dims) for i in model.graph.initializer if i.name == segment.weight), None
-        )
+        weight_shape = weight_shapes.get(segment.weight) if segment.weight else None
         output = segment.tensors[0] if segment.weight else None
         layers.append(
             LayerSensitivity(
@@ -298,7 +297,7 @@ def search_onnx_int8(
     held_out = HeldOut.load(held_out_dir)
     source, pre_process_options, pre_process_errors = pre_process(model_path, work_dir)
     arrays = read_calibration(calibration_path, sig)
-    names = match_names(sig.inputs, _input_names(source), "inputs")
+    names = match_names(sig.inputs, _graph_input_names(source), "inputs")
     threads = ThreadSettings(intra_op=1, inter_op=1)
     inputs = [
         a.astype(t.dtype, copy=False) for a, t in zip(held_out.inputs, sig.inputs, strict=True)
@@ -316,9 +315,7 @@ def search_onnx_int8(
 
     def measure(path: str) -> tuple[float, float]:
         run = runner(path)
-        return held_out.metric(run, EVALUATION_BATCH), held_out.latency_ms(
-            run, LATENCY_CALLS, LATENCY_WARMUP
-        )
+        return held_out.metric(run, EVALUATION_BATCH), held_out.latency_ms(run)
 
     float_metric, float_latency = measure(source)
     budget = search_settings.budget(held_out.plan.task_name, float_metric)
@@ -366,20 +363,20 @@ def search_onnx_int8(
     )
     summary = checked_quantized_summary(output_path)
     seconds = time.monotonic() - started
-    record = {
-        "mode": MODE,
-        "error_metric": ERROR_METRIC,
-        "float_metric": float_metric,
-        "float_latency_ms": round(float_latency, 4),
-        "max_drop": budget.max_drop,
-        "held_out_examples": len(held_out.labels),
-        "sensitivity_samples": int(min(len(arrays[0]), SENSITIVITY_SAMPLES)),
-        "calibration_method": method,
-        "calibration_trials": [{k: v for k, v in t.items() if k != "path"} for t in trials],
-        "sensitivity": [layer.to_json() for layer in sensitivity],
-        "search": search.to_json(),
-        "seconds": round(seconds, 3),
-    }
+    record = search_record(
+        MODE,
+        ERROR_METRIC,
+        float_metric,
+        float_latency,
+        budget.max_drop,
+        len(held_out.labels),
+        int(min(len(arrays[0]), SENSITIVITY_SAMPLES)),
+        sensitivity,
+        search,
+        seconds,
+        calibration_method=method,
+        calibration_trials=[{k: v for k, v in t.items() if k != "path"} for t in trials],
+    )
     return {
         "onnxruntime_version": onnxruntime.__version__,
         "record": record,
@@ -405,12 +402,6 @@ def _expanded(names: Sequence[str], layers: Sequence[LayerSensitivity]) -> tuple
     for name in names:
         out.extend((name, *by_name[name].group))
     return tuple(dict.fromkeys(out))
-
-
-def _input_names(model_path: str) -> list[str]:
-    from components.runtime_converter.onnx_model import _graph_input_names
-
-    return _graph_input_names(model_path)
 
 
 @register_mode
@@ -445,9 +436,7 @@ class OnnxInt8AccuracyAware(_OnnxInt8Base):
             staging, fp32_path, converted, calibration_path = self.stage(
                 graph_dir, signature, calibration, settings, work
             )
-            held_out_dir = os.path.join(work, "held_out")
-            os.makedirs(held_out_dir)
-            held_out.save(held_out_dir)
+            held_out_dir = held_out.save(os.path.join(work, "held_out"))
             found = _run_child(
                 _SEARCH_FUNCTION,
                 {

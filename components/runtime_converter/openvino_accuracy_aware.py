@@ -28,6 +28,7 @@ The search runs in the conversion's child process (`search_openvino_int8`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ from components.common.int8_fallback import (
     excluded_layers,
     search_fallback,
     search_properties,
+    search_record,
     write_search_record,
 )
 from components.common.isolation import run_isolated, scratch_directory
@@ -74,8 +76,6 @@ WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
 SENSITIVITY_SAMPLES = 64
 SENSITIVITY_BATCH = 8
 EVALUATION_BATCH = 32
-LATENCY_CALLS = 30
-LATENCY_WARMUP = 5
 _SEARCH_FUNCTION = "components.runtime_converter.openvino_accuracy_aware:search_openvino_int8"
 
 
@@ -281,13 +281,11 @@ def search_openvino_int8(
 
         return run
 
-    scored = HeldOut(inputs, held_out.labels, held_out.plan, held_out.output_index)
+    scored = dataclasses.replace(held_out, inputs=inputs)
 
     def measure(model: Any) -> tuple[float, float]:
         run = runner(model)
-        return scored.metric(run, EVALUATION_BATCH), scored.latency_ms(
-            run, LATENCY_CALLS, LATENCY_WARMUP
-        )
+        return scored.metric(run, EVALUATION_BATCH), scored.latency_ms(run)
 
     def quantized(excluded: Sequence[str]) -> tuple[Any, dict[str, Any], int]:
         return _quantize(float_model, sig, calibration_path, ignored=excluded)
@@ -319,19 +317,19 @@ def search_openvino_int8(
     os.makedirs(output_dir, exist_ok=True)
     ov.save_model(chosen, os.path.join(output_dir, MODEL_XML), compress_to_fp16=False)
     seconds = time.monotonic() - started
-    record = {
-        "mode": MODE,
-        "error_metric": ERROR_METRIC,
-        "float_metric": float_metric,
-        "float_latency_ms": round(float_latency, 4),
-        "max_drop": budget.max_drop,
-        "held_out_examples": len(held_out.labels),
-        "sensitivity_samples": int(next(iter(rows.values())).shape[0]),
-        "layers_named_from_tf": renamed,
-        "sensitivity": [layer.to_json() for layer in sensitivity],
-        "search": search.to_json(),
-        "seconds": round(seconds, 3),
-    }
+    record = search_record(
+        MODE,
+        ERROR_METRIC,
+        float_metric,
+        float_latency,
+        budget.max_drop,
+        len(held_out.labels),
+        int(next(iter(rows.values())).shape[0]),
+        sensitivity,
+        search,
+        seconds,
+        layers_named_from_tf=renamed,
+    )
     nncf_facts["ignored_scope"] = list(search.chosen.excluded)
     return {
         "mode": "openvino_int8_aa",
@@ -374,9 +372,7 @@ class OpenVinoInt8AccuracyAware(OpenVinoInt8):
             raise UserInputError(f"{self.name} needs calibration and held-out examples.")
         os.makedirs(output_dir, exist_ok=True)
         with scratch_directory(f"{self.name}_") as workdir:
-            held_out_dir = os.path.join(workdir, "held_out")
-            os.makedirs(held_out_dir)
-            held_out.save(held_out_dir)
+            held_out_dir = held_out.save(os.path.join(workdir, "held_out"))
             kwargs = {
                 "graph_dir": graph_dir,
                 "output_dir": output_dir,
