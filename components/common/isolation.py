@@ -154,6 +154,7 @@ def run_isolated(
     env: Mapping[str, str] | None = None,
     name: str = "child",
     memory_budget_bytes: int | None = None,
+    cap_bytes: int | None = None,
 ) -> ChildOutcome:
     """Calls `module:function(**kwargs)` in a new interpreter; never raises for its failure.
 
@@ -161,7 +162,8 @@ def run_isolated(
     ONEDNN_VERBOSE). `workdir` holds the request and result files (`name` keeps two
     calls in one directory apart). With `memory_budget_bytes`, or when this process is
     itself a capped child, the child is killed past its memory cap, and the outcome's
-    error is MemoryBudgetExceeded (memory_cap.py).
+    error is MemoryBudgetExceeded (memory_cap.py). `cap_bytes` is a cap the caller has
+    already netted of what runs beside it (the Benchmarker's share), taken as it is.
     """
     os.makedirs(workdir, exist_ok=True)
     request_path = os.path.join(workdir, f"{name}_request.json")
@@ -193,7 +195,8 @@ def run_isolated(
     child_env[_PARENT_PID_ENV] = str(os.getpid())
     from components.common import memory_cap
 
-    cap = memory_cap.cap_for_child(memory_budget_bytes)
+    caps = [memory_cap.cap_for_child(memory_budget_bytes), cap_bytes]
+    cap = min((c for c in caps if c is not None), default=None)
     watch = memory_cap.ChildWatch(cap) if cap is not None else None
     if cap is not None:
         child_env[memory_cap.CAP_ENV] = str(cap)  # Its own children's caps start from it.

@@ -298,3 +298,105 @@ def test_a_later_timing_group_that_crashes_fails_its_variants_and_keeps_the_firs
         assert "timing group 1" in rows[name]["failure_reason"]
         assert "signal 9" in rows[name]["failure_reason"]
     assert raw["timing_groups"] == 1 and "deferred" not in raw
+
+
+def test_a_group_stopped_at_its_cap_runs_again_one_variant_per_process(tmp_path, monkeypatch):
+    """A variant that outgrew its estimate stops its group's process at the cap; the group
+    runs again one variant per process, so only that variant fails, with the cap's reason,
+    and the baseline is still timed in group 0."""
+    from components.benchmarker import harness
+
+    processes: list[tuple[int, list[str], bool]] = []
+
+    def group_process(request, workdir, timeout_s):
+        names = [spec.name for spec in request.variants]
+        processes.append((request.timing_group, names, request.one_variant_per_group))
+        held = names[1:2] if request.one_variant_per_group else names[1:]
+        if "greedy" in held:
+            raise harness.HarnessStoppedAtCap("reached 5.1 GiB, past its cap of 5.0 GiB")
+        return {
+            "variants": [
+                {"name": n, "status": "ok", "timing_group": request.timing_group}
+                for n in [names[0], *held]
+            ],
+            "deferred": [n for n in names[1:] if n not in held],
+            "progress_position": [len(processes), 20],
+            "process_peak_rss_bytes": 5,
+            "timing_groups": 1,
+        }
+
+    monkeypatch.setattr(harness, "_run_group_process", group_process)
+    request = BenchmarkRequest(
+        variants=[
+            VariantSpec(n, "graphdef", str(tmp_path))
+            for n in ("baseline", "first", "greedy", "third", "fourth")
+        ],
+        baseline_name="baseline",
+        examples_uri=str(tmp_path),
+        settings=FAST,
+    )
+    raw = harness.run_benchmark_in_subprocess(request, str(tmp_path))
+    rows = {row["name"]: row for row in raw["variants"]}
+    assert processes == [
+        (0, ["baseline", "first", "greedy", "third", "fourth"], False),  # Stopped at the cap.
+        (0, ["baseline", "first", "greedy", "third", "fourth"], True),  # Measures `first`.
+        (1, ["baseline", "greedy", "third", "fourth"], False),  # Stopped again.
+        (1, ["baseline", "greedy", "third", "fourth"], True),  # `greedy` alone: stopped.
+        (1, ["baseline", "third", "fourth"], True),  # The rest go on without it.
+        (2, ["baseline", "fourth"], False),
+    ]
+    assert [row["name"] for row in raw["variants"]] == list(rows)  # The request's order.
+    assert rows["greedy"]["status"] == "failed"
+    assert "holding only the baseline and this variant" in rows["greedy"]["failure_reason"]
+    assert "past its cap of 5.0 GiB" in rows["greedy"]["failure_reason"]
+    for name in ("baseline", "first", "third", "fourth"):
+        assert rows[name]["status"] == "ok", rows[name]
+    assert rows["baseline"]["timing_group"] == 0
+
+
+def test_a_baseline_past_the_cap_on_its_own_is_not_retried_forever(tmp_path, monkeypatch):
+    from components.benchmarker import harness
+
+    calls = []
+
+    def group_process(request, workdir, timeout_s):
+        calls.append([spec.name for spec in request.variants])
+        raise harness.HarnessStoppedAtCap("reached 9 GiB, past its cap of 1 GiB")
+
+    monkeypatch.setattr(harness, "_run_group_process", group_process)
+    request = BenchmarkRequest(
+        variants=[VariantSpec(n, "graphdef", str(tmp_path)) for n in ("baseline", "a", "b")],
+        baseline_name="baseline",
+        examples_uri=str(tmp_path),
+        settings=FAST,
+    )
+    with pytest.raises(harness.HarnessStoppedAtCap, match="past its cap"):
+        harness.run_benchmark_in_subprocess(request, str(tmp_path))
+    # Split, then each variant alone, then the baseline alone, which ends it.
+    assert calls == [["baseline", "a", "b"]] * 2 + [["baseline", "b"], ["baseline"]]
+
+
+def test_a_one_variant_group_measures_its_first_variant_and_defers_the_rest(
+    tmp_path, embedded_default, frozen_digits
+):
+    """The harness's side of the retry at the cap, in a real benchmark process."""
+    from components.benchmarker import harness
+
+    first = _write_variant(tmp_path / "first", frozen_digits)
+    second = _write_variant(tmp_path / "second", frozen_digits)
+    request = BenchmarkRequest(
+        variants=[
+            VariantSpec("baseline", "saved_model", embedded_default.model_uri),
+            VariantSpec("first", "graphdef", first),
+            VariantSpec("second", "graphdef", second),
+        ],
+        baseline_name="baseline",
+        examples_uri=embedded_default.examples_uri,
+        settings=BenchmarkSettings.from_json({**FAST.to_json(), "throughput_batch_sizes": [8]}),
+        one_variant_per_group=True,
+    )
+    raw = harness._run_group_process(request, str(tmp_path / "work"), None)
+    rows = {row["name"]: row for row in raw["variants"]}
+    assert raw["deferred"] == ["second"]
+    assert rows["first"]["status"] == "ok" and rows["first"]["latency"]["summary"]["p50_ms"] > 0
+    assert "latency" not in rows["second"]

@@ -63,6 +63,27 @@ def test_a_nested_child_gets_its_parents_cap_less_the_parents_use(tmp_path):
     assert "the converter process" in outer.result["nested_message"]
 
 
+def test_a_cap_the_caller_already_netted_is_taken_as_it_is(tmp_path):
+    """The Benchmarker's share is net of what runs beside it: this process's memory is
+    not taken off it again, so a child within it runs and one past it is stopped."""
+    start = _child_start_bytes(tmp_path)
+    cap = start + 200 * MiB  # Less than this process holds: a second netting would leave 0.
+
+    def holding(mebibytes: int):
+        return run_isolated(
+            f"{_CHILDREN}:holds_memory",
+            {"mebibytes": mebibytes, "hold_s": 3.0},
+            str(tmp_path / "work"),
+            name="benchmark_group_0",
+            cap_bytes=cap,
+        )
+
+    assert holding(50).ok
+    hungry = holding(600)
+    assert hungry.error_type == "MemoryBudgetExceeded"
+    assert "the benchmark_group_0 process" in hungry.error_message
+
+
 def test_without_a_budget_no_child_is_capped(tmp_path):
     outcome = run_isolated(
         f"{_CHILDREN}:holds_memory", {"mebibytes": 300}, str(tmp_path), name="converter"
