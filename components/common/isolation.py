@@ -162,8 +162,10 @@ def run_isolated(
     ONEDNN_VERBOSE). `workdir` holds the request and result files (`name` keeps two
     calls in one directory apart). With `memory_budget_bytes`, or when this process is
     itself a capped child, the child is killed past its memory cap, and the outcome's
-    error is MemoryBudgetExceeded (memory_cap.py). `cap_bytes` is a cap the caller has
-    already netted of what runs beside it (the Benchmarker's share), taken as it is.
+    error is MemoryBudgetExceeded (memory_cap.py). `cap_bytes`, instead of a budget, is
+    a cap the caller has already netted of everything that runs (the Benchmarker's
+    share: the budget less the process tree's PSS, the warm server's image in it), so it
+    bounds what the child adds to the pages it starts with.
     """
     os.makedirs(workdir, exist_ok=True)
     request_path = os.path.join(workdir, f"{name}_request.json")
@@ -195,9 +197,12 @@ def run_isolated(
     child_env[_PARENT_PID_ENV] = str(os.getpid())
     from components.common import memory_cap
 
-    caps = [memory_cap.cap_for_child(memory_budget_bytes), cap_bytes]
-    cap = min((c for c in caps if c is not None), default=None)
-    watch = memory_cap.ChildWatch(cap) if cap is not None else None
+    if cap_bytes is not None:
+        cap = cap_bytes
+        watch = memory_cap.ChildWatch(cap, beyond_start=True)
+    else:
+        cap = memory_cap.cap_for_child(memory_budget_bytes)
+        watch = memory_cap.ChildWatch(cap) if cap is not None else None
     if cap is not None:
         child_env[memory_cap.CAP_ENV] = str(cap)  # Its own children's caps start from it.
     try:
@@ -210,7 +215,10 @@ def run_isolated(
 
         note_child_peak(watch.exceeded_bytes)
         message = memory_cap.exceeded_message(
-            f"the {name} process ({function})", watch.exceeded_bytes, watch.cap_bytes
+            f"the {name} process ({function})",
+            watch.exceeded_bytes,
+            watch.cap_bytes,
+            watch.start_bytes,
         )
         return dataclasses.replace(
             outcome,

@@ -45,14 +45,21 @@ def cap_for_child(budget_bytes: int | None) -> int | None:
     return max(0, min(bounds) - rss_bytes())
 
 
-def exceeded_message(what: str, resident_bytes: int, cap_bytes: int) -> str:
+def exceeded_message(what: str, resident_bytes: int, cap_bytes: int, start_bytes: int = 0) -> str:
     from components.common.sizes import format_bytes
 
+    reached = f"reached {format_bytes(resident_bytes)} of resident memory"
+    if start_bytes:
+        reached = (
+            f"grew to {format_bytes(resident_bytes)} of resident memory, "
+            f"{format_bytes(resident_bytes - start_bytes)} beyond the "
+            f"{format_bytes(start_bytes)} it started with"
+        )
     return (
-        f"{what} reached {format_bytes(resident_bytes)} of resident memory, past its cap of "
-        f"{format_bytes(cap_bytes)} (the memory budget less what the processes that started "
-        "it held), and was stopped. Raise --memory-budget (memory_budget_bytes), run on a "
-        "node with more memory, or leave this kind out with --variants."
+        f"{what} {reached}, past its cap of {format_bytes(cap_bytes)} (the memory budget "
+        "less what the processes that started it held), and was stopped. Raise "
+        "--memory-budget (memory_budget_bytes), run on a node with more memory, or leave "
+        "this kind out with --variants."
     )
 
 
@@ -65,8 +72,13 @@ class ChildWatch:
     parent is waiting for the child (the GIL released), so its thread always runs.
     """
 
-    def __init__(self, cap_bytes: int) -> None:
+    def __init__(self, cap_bytes: int, beyond_start: bool = False) -> None:
+        """`beyond_start`: cap what the child adds to the resident memory of its first
+        sample (a forked child's is the warm server's image, which the caller's budget
+        already counted), not its whole resident memory."""
         self.cap_bytes = cap_bytes
+        self.beyond_start = beyond_start
+        self.start_bytes = 0  # With `beyond_start`: the child's RSS at its first sample.
         self.exceeded_bytes = 0  # The child's RSS when it was stopped; 0: it never was.
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,7 +102,9 @@ class ChildWatch:
             resident = process_rss_bytes(pid)
             if resident is None:
                 return  # It has ended.
-            if resident > self.cap_bytes:
+            if self.beyond_start and not self.start_bytes:
+                self.start_bytes = resident
+            if resident - self.start_bytes > self.cap_bytes:
                 self.exceeded_bytes = resident
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)  # The child and what it started.

@@ -183,12 +183,16 @@ def test_the_accuracy_pass_borrows_the_variants_this_process_holds(
     assert "error" in unshared["frozen_graph"]  # Not shared: it really loads from the URI.
 
 
-def test_variants_are_timed_in_groups_that_fit_and_one_that_cannot_fit_fails(
+def test_variants_are_timed_in_groups_that_fit_and_one_past_its_estimate_is_tried_alone(
     tmp_path, embedded_default, frozen_digits
 ):
-    """A budget for the baseline and one graph at a time: the two graphs are timed in
-    two groups, released in between; a graph too large for the budget is a failed row."""
+    """A budget for the baseline and one graph at a time: the graphs are timed in groups,
+    each in a process of its own. A graph whose estimate does not fit even beside the
+    baseline alone is loaded alone under the process's memory cap and measured; in a
+    process without a cap, it is refused with the reason."""
+    from components.benchmarker.harness import BenchmarkSettings as Settings
     from components.benchmarker.memory import estimate_load_bytes
+    from components.common.isolation import run_isolated
     from components.common.sizes import directory_size_bytes
     from components.runtimes import backend_for
 
@@ -209,18 +213,20 @@ def test_variants_are_timed_in_groups_that_fit_and_one_that_cannot_fit_fails(
     budget = (
         base + need("saved_model", embedded_default.model_uri) + int(1.5 * need("graphdef", first))
     )
+    settings = Settings.from_json(
+        {**FAST.to_json(), "memory_budget_bytes": budget, "throughput_batch_sizes": [8]}
+    )
+    baseline = VariantSpec("baseline", "saved_model", embedded_default.model_uri)
     request = BenchmarkRequest(
         variants=[
-            VariantSpec("baseline", "saved_model", embedded_default.model_uri),
+            baseline,
             VariantSpec("first", "graphdef", first),
             VariantSpec("huge", "graphdef", huge),
             VariantSpec("second", "graphdef", second),
         ],
         baseline_name="baseline",
         examples_uri=embedded_default.examples_uri,
-        settings=BenchmarkSettings.from_json(
-            {**FAST.to_json(), "memory_budget_bytes": budget, "throughput_batch_sizes": [8]}
-        ),
+        settings=settings,
     )
     from components.benchmarker.progress import ProgressDisplay
 
@@ -229,33 +235,46 @@ def test_variants_are_timed_in_groups_that_fit_and_one_that_cannot_fit_fails(
     rows = {v["name"]: v for v in raw["variants"]}
     steps = [(e["what"], e["variant"]) for e in display.events if e["event"] == "step"]
     # `huge` does not fit beside `first`: the first group is scored and timed, and only
-    # then, in a second process that loads the baseline again, is `huge` refused, as it
-    # cannot fit even beside the baseline alone.
+    # then, in a second process that loads the baseline again, is `huge` loaded, alone
+    # and past its estimate; `second` does not fit beside its estimate and goes third.
     assert steps[:3] == [("loaded", "baseline"), ("loaded", "first"), ("accuracy", "")]
-    assert raw["timing_groups"] == 2
-    assert steps.count(("loaded", "baseline")) == 2
-    second_process = steps[steps.index(("loaded", "baseline"), 1) :]
-    assert second_process[:3] == [
-        ("loaded", "baseline"),
-        ("not loaded (memory)", "huge"),
-        ("loaded", "second"),
-    ]
-    assert steps.count(("accuracy", "")) == 2  # One pass per group.
+    assert raw["timing_groups"] == 3
+    assert steps.count(("loaded", "baseline")) == 3
+    past = [e for e in display.events if e["event"] == "step" and e["variant"] == "huge"]
+    assert "past its estimate: tried under the memory cap" in past[0]["detail"]
+    assert steps.count(("accuracy", "")) == 3  # One pass per group.
     assert ("latency", "second") in steps and ("throughput at batch 8", "second") in steps
     assert display.events[-1]["done"] == display.events[-1]["total"] == len(steps)
-    assert rows["huge"]["status"] == "failed"
-    assert "not loaded" in rows["huge"]["failure_reason"]
-    assert "memory_budget_bytes" in rows["huge"]["failure_reason"]
-    for name in ("baseline", "first", "second"):
+    for name in ("baseline", "first", "huge", "second"):
         assert rows[name]["status"] == "ok", rows[name]
         assert rows[name]["latency"]["summary"]["p50_ms"] > 0
         assert rows[name]["metrics"]["top1"] > 0.9
-    assert (rows["first"]["timing_group"], rows["second"]["timing_group"]) == (0, 1)
+    assert [rows[n]["timing_group"] for n in ("first", "huge", "second")] == [0, 1, 2]
     assert abs(raw["process_rss_before_variants_bytes"] - base) < 0.7 * (1 << 30)
-    # The second group is still judged against the baseline, loaded in its process too;
-    # the baseline's row is the first group's, where it was timed.
+    # The later groups are still judged against the baseline, loaded in their processes
+    # too; the baseline's row is the first group's, where it was timed.
     assert rows["second"]["faithfulness"]["output_0"]["agreement"] == 1.0
     assert rows["baseline"]["timing_group"] == 0
+
+    # Without a cap (no budget: the machine's memory is the bound), nothing stops a
+    # variant that outgrows its estimate, so the estimate refuses it before it loads.
+    uncapped = run_isolated(
+        "components.benchmarker.harness:run_benchmark_json",
+        {
+            "request": BenchmarkRequest(
+                variants=[baseline, VariantSpec("huge", "graphdef", huge)],
+                baseline_name="baseline",
+                examples_uri=embedded_default.examples_uri,
+                settings=settings,
+            ).to_json()
+        },
+        str(tmp_path / "uncapped"),
+    )
+    assert uncapped.ok, uncapped.failure("the uncapped benchmark process")
+    refused = {v["name"]: v for v in uncapped.result["variants"]}["huge"]
+    assert refused["status"] == "failed"
+    assert "not loaded" in refused["failure_reason"]
+    assert "memory_budget_bytes" in refused["failure_reason"]
 
 
 def test_a_later_timing_group_that_crashes_fails_its_variants_and_keeps_the_first_groups(
@@ -302,8 +321,8 @@ def test_a_later_timing_group_that_crashes_fails_its_variants_and_keeps_the_firs
 
 def test_a_group_stopped_at_its_cap_runs_again_one_variant_per_process(tmp_path, monkeypatch):
     """A variant that outgrew its estimate stops its group's process at the cap; the group
-    runs again one variant per process, so only that variant fails, with the cap's reason,
-    and the baseline is still timed in group 0."""
+    and the later ones run one variant per process, so only that variant fails, with the
+    cap's reason, and the baseline is still timed in group 0."""
     from components.benchmarker import harness
 
     processes: list[tuple[int, list[str], bool]] = []
@@ -340,10 +359,10 @@ def test_a_group_stopped_at_its_cap_runs_again_one_variant_per_process(tmp_path,
     assert processes == [
         (0, ["baseline", "first", "greedy", "third", "fourth"], False),  # Stopped at the cap.
         (0, ["baseline", "first", "greedy", "third", "fourth"], True),  # Measures `first`.
-        (1, ["baseline", "greedy", "third", "fourth"], False),  # Stopped again.
+        # Later groups go one variant per process too, rather than be stopped again.
         (1, ["baseline", "greedy", "third", "fourth"], True),  # `greedy` alone: stopped.
         (1, ["baseline", "third", "fourth"], True),  # The rest go on without it.
-        (2, ["baseline", "fourth"], False),
+        (2, ["baseline", "fourth"], True),
     ]
     assert [row["name"] for row in raw["variants"]] == list(rows)  # The request's order.
     assert rows["greedy"]["status"] == "failed"

@@ -63,11 +63,11 @@ def test_a_nested_child_gets_its_parents_cap_less_the_parents_use(tmp_path):
     assert "the converter process" in outer.result["nested_message"]
 
 
-def test_a_cap_the_caller_already_netted_is_taken_as_it_is(tmp_path):
-    """The Benchmarker's share is net of what runs beside it: this process's memory is
-    not taken off it again, so a child within it runs and one past it is stopped."""
-    start = _child_start_bytes(tmp_path)
-    cap = start + 200 * MiB  # Less than this process holds: a second netting would leave 0.
+def test_a_cap_the_caller_already_netted_bounds_what_the_child_adds(tmp_path):
+    """The Benchmarker's share is net of everything that runs, the warm server's image
+    among it: neither this process's memory nor the image the child is forked with is
+    taken off it again, so a child adding less runs and one adding more is stopped."""
+    cap = 200 * MiB
 
     def holding(mebibytes: int):
         return run_isolated(
@@ -82,6 +82,9 @@ def test_a_cap_the_caller_already_netted_is_taken_as_it_is(tmp_path):
     hungry = holding(600)
     assert hungry.error_type == "MemoryBudgetExceeded"
     assert "the benchmark_group_0 process" in hungry.error_message
+    assert "beyond the" in hungry.error_message and "it started with" in hungry.error_message
+    start = _child_start_bytes(tmp_path)  # About what the cap counted from.
+    assert start + 100 * MiB < hungry.peak_rss_bytes < start + 500 * MiB
 
 
 def test_without_a_budget_no_child_is_capped(tmp_path):
