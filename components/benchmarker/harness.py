@@ -366,8 +366,7 @@ def run_benchmark(request: BenchmarkRequest) -> dict[str, Any]:
             deferred = [later.name for later in pending[index:]]
             break
         # The cap keeps the budget, not the machine: a trial must fit what the machine has.
-        machine_room, _ = memory.available_bytes(None, held, group_start)
-        if reason and not (capped and need <= machine_room):
+        if reason and not (capped and need <= memory.available_bytes(None, held, group_start)[0]):
             results[spec.name]["status"] = STATUS_FAILED
             results[spec.name]["failure_reason"] = reason
             progress.step("not loaded (memory)", spec.name)
